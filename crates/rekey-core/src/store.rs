@@ -1,0 +1,256 @@
+//! The storage port. Implemented for SQLite and PostgreSQL in `rekey-store`; both pass the same
+//! conformance suite. Every write that belongs together (state change, event, outbox row, rate
+//! counter) is one [`UserChange`] and therefore one transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Error;
+use crate::ids::{TenantId, UserId};
+use crate::model::{
+    ApiToken, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord, Tenant,
+    TenantSettings, User, UserState,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or failed; the cause is logged by the store.
+    #[error("database unavailable")]
+    Unavailable,
+    /// A uniqueness rule was violated (the name of the rule, e.g. `"email"`, `"cname"`).
+    #[error("conflict on {0}")]
+    Conflict(&'static str),
+    /// The user (or tenant) the change names does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The code to consume is no longer pending (used or voided concurrently).
+    #[error("code no longer pending")]
+    CodeGone,
+    /// The user's state is not one the change requires.
+    #[error("user state changed")]
+    StateConflict(UserState),
+    /// A rate limit counted in the change's transaction is exceeded.
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    /// Data in the database could not be read back (a bug or a manual edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable => Error::unavailable(),
+            StoreError::Conflict(what) => Error::new(
+                crate::ErrorKind::AlreadyExists,
+                "REKEY-Dup01",
+                format!("The {what} is already taken"),
+            ),
+            StoreError::NotFound => Error::user_not_found_v2(),
+            StoreError::CodeGone => Error::code_not_found(),
+            StoreError::StateConflict(UserState::Locked) => Error::user_locked(),
+            StoreError::StateConflict(UserState::Deleted) => Error::user_not_found_v2(),
+            StoreError::StateConflict(_) => Error::user_inactive(),
+            StoreError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),
+            StoreError::Corrupt(what) => {
+                tracing::error!(%what, "corrupt row");
+                Error::internal()
+            }
+        }
+    }
+}
+
+/// A fixed-window rate-limit counter hit. The key is built from the input (never from whether
+/// an account exists); the window starts at `at` rounded down to a multiple of `window_secs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitHit {
+    pub key: String,
+    pub limit: u32,
+    pub window_secs: u64,
+    pub at: DateTime<Utc>,
+}
+
+impl RateLimitHit {
+    pub fn window_start(&self) -> i64 {
+        let window = i64::try_from(self.window_secs.max(1)).unwrap_or(i64::MAX);
+        self.at.timestamp().div_euclid(window) * window
+    }
+
+    /// Seconds from `at` until the window ends.
+    pub fn retry_after(&self) -> u64 {
+        let window = i64::try_from(self.window_secs.max(1)).unwrap_or(i64::MAX);
+        let end = self.window_start().saturating_add(window);
+        u64::try_from(end - self.at.timestamp()).unwrap_or(1).max(1)
+    }
+}
+
+/// A new reset code to insert (after voiding the user's pending ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewResetCode {
+    pub id: String,
+    pub key_id: String,
+    pub mac: Vec<u8>,
+    pub kind: crate::model::CodeKind,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordChange {
+    /// argon2id PHC string.
+    pub hash: String,
+    pub change_required: bool,
+}
+
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChange")
+            .field("change_required", &self.change_required)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything one flow step changes about one user, applied in one transaction, in this order:
+/// check `require_state`, count `rate_limit`, consume `consume_code`, void pending codes,
+/// insert `new_code`, update the user (`set_password`, `set_state`, sequence + 1, change date),
+/// revoke the user's `user`-role tokens, append `event`, insert `outbox` rows.
+#[derive(Debug, Clone)]
+pub struct UserChange {
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub at: DateTime<Utc>,
+    pub event: NewEvent,
+    /// The change applies only while the user is in one of these states; otherwise
+    /// `StoreError::StateConflict(current)`. Empty: any state except `deleted`.
+    pub require_state: Vec<UserState>,
+    pub rate_limit: Option<RateLimitHit>,
+    /// Code id that must still be pending; marked used, else `StoreError::CodeGone`.
+    pub consume_code: Option<String>,
+    pub void_pending_codes: bool,
+    pub new_code: Option<NewResetCode>,
+    pub set_password: Option<PasswordChange>,
+    pub set_state: Option<UserState>,
+    pub revoke_user_tokens: bool,
+    pub outbox: Vec<OutboxMessage>,
+}
+
+impl UserChange {
+    /// A change that only appends an event (and bumps the sequence); fill in the rest.
+    pub fn new(tenant_id: TenantId, user_id: UserId, at: DateTime<Utc>, event: NewEvent) -> Self {
+        Self {
+            tenant_id,
+            user_id,
+            at,
+            event,
+            require_state: Vec::new(),
+            rate_limit: None,
+            consume_code: None,
+            void_pending_codes: false,
+            new_code: None,
+            set_password: None,
+            set_state: None,
+            revoke_user_tokens: false,
+            outbox: Vec::new(),
+        }
+    }
+}
+
+/// Outcome of reserving one attempt on a pending code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptReservation {
+    /// The attempt was counted; `attempts` is the new count (≤ the cap).
+    Reserved { attempts: u32 },
+    /// The code already has the maximum number of attempts: it is dead.
+    Exhausted,
+    /// The code is no longer pending.
+    Gone,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub tenant_id: Option<TenantId>,
+    pub aggregate_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reachable and migrated.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- tenants ---
+    /// Inserts the tenant and its `tenant.added` event (sequence 1).
+    /// `Conflict("cname")` when the cname is taken.
+    async fn insert_tenant(&self, tenant: &Tenant, event: &NewEvent) -> Result<(), StoreError>;
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    async fn tenant_by_cname(&self, cname: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Replaces the settings and appends a `tenant.settings.changed` event.
+    async fn update_tenant_settings(
+        &self,
+        id: &TenantId,
+        settings: &TenantSettings,
+        at: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<(), StoreError>;
+
+    // --- users ---
+    /// Inserts the user (sequence must be 1) with its first event.
+    /// `Conflict("email")` when the email (case-insensitive) exists in the tenant.
+    async fn insert_user(&self, user: &User, event: &NewEvent) -> Result<(), StoreError>;
+    async fn user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// The tenant a user id belongs to (global index).
+    async fn user_tenant(&self, id: &UserId) -> Result<Option<TenantId>, StoreError>;
+    /// Users with this email (case-insensitive), in one tenant or (None) in all tenants.
+    async fn users_by_email(
+        &self,
+        tenant: Option<&TenantId>,
+        email: &str,
+    ) -> Result<Vec<User>, StoreError>;
+    /// Applies a [`UserChange`] in one transaction; returns the new details.
+    async fn change_user(&self, change: &UserChange) -> Result<Details, StoreError>;
+
+    // --- tokens ---
+    async fn insert_token(&self, token: &ApiToken) -> Result<(), StoreError>;
+    /// The token with this SHA-256, unless revoked.
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>, StoreError>;
+    async fn count_tokens(&self) -> Result<u64, StoreError>;
+
+    // --- codes ---
+    /// The user's pending (unused, not voided) code, if any.
+    async fn pending_code(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<ResetCodeRecord>, StoreError>;
+    /// Atomically counts one attempt on a pending code, unless it already has `max_attempts`.
+    /// Committed on its own: a wrong guess changes nothing else.
+    async fn reserve_code_attempt(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        code_id: &str,
+        max_attempts: u32,
+    ) -> Result<AttemptReservation, StoreError>;
+    /// Gives back an attempt reserved by a submission whose code matched but whose password
+    /// the policy refused.
+    async fn refund_code_attempt(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        code_id: &str,
+    ) -> Result<(), StoreError>;
+
+    // --- rate limits ---
+    /// Counts a hit in its own transaction; `RateLimited` when over the limit.
+    async fn hit_rate_limit(&self, hit: &RateLimitHit) -> Result<(), StoreError>;
+
+    // --- audit and outbox ---
+    /// Events in order of time (then sequence), oldest first.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
+    /// Outbox messages, oldest first, optionally only those in one state.
+    async fn outbox_messages(
+        &self,
+        state: Option<OutboxState>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+}

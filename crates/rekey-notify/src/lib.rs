@@ -1,0 +1,1 @@
+//! Delivery of outbox messages (SMTP, SMS). Filled in by the delivery issue.

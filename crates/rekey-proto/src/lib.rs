@@ -1,0 +1,33 @@
+//! The ZITADEL protobuf subset Rekey serves, as prost messages with tonic services and pbjson
+//! (protojson-compatible) serde implementations. The `.proto` files live in `proto/`.
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod zitadel {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/zitadel.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/zitadel.v1.serde.rs"));
+    }
+    pub mod object {
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2.rs"));
+            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2.serde.rs"));
+        }
+    }
+    pub mod user {
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/zitadel.user.v2.rs"));
+            include!(concat!(env!("OUT_DIR"), "/zitadel.user.v2.serde.rs"));
+        }
+        pub mod v2beta {
+            include!(concat!(env!("OUT_DIR"), "/zitadel.user.v2beta.rs"));
+            include!(concat!(env!("OUT_DIR"), "/zitadel.user.v2beta.serde.rs"));
+        }
+    }
+    pub mod management {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/zitadel.management.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/zitadel.management.v1.serde.rs"));
+        }
+    }
+}
