@@ -142,11 +142,19 @@ impl Error {
     }
 
     pub fn code_not_found() -> Self {
-        Self::new(ErrorKind::FailedPrecondition, "COMMAND-2M9fs", "Code not found")
+        Self::new(
+            ErrorKind::FailedPrecondition,
+            "COMMAND-2M9fs",
+            "Code not found",
+        )
     }
 
     pub fn code_expired() -> Self {
-        Self::new(ErrorKind::FailedPrecondition, "CODE-QvUQ4P", "Code is expired")
+        Self::new(
+            ErrorKind::FailedPrecondition,
+            "CODE-QvUQ4P",
+            "Code is expired",
+        )
     }
 
     pub fn code_invalid() -> Self {
@@ -188,11 +196,19 @@ impl Error {
     }
 
     pub fn user_inactive() -> Self {
-        Self::new(ErrorKind::FailedPrecondition, "REKEY-UsIna", "User is inactive")
+        Self::new(
+            ErrorKind::FailedPrecondition,
+            "REKEY-UsIna",
+            "User is inactive",
+        )
     }
 
     pub fn user_locked() -> Self {
-        Self::new(ErrorKind::FailedPrecondition, "REKEY-UsLck", "User is locked")
+        Self::new(
+            ErrorKind::FailedPrecondition,
+            "REKEY-UsLck",
+            "User is locked",
+        )
     }
 }
 

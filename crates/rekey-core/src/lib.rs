@@ -11,6 +11,7 @@ pub mod hasher;
 pub mod ids;
 pub mod keys;
 pub mod model;
+pub mod outbox;
 pub mod password;
 pub mod store;
 pub mod url_template;

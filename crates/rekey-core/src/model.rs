@@ -147,7 +147,10 @@ pub enum Role {
     /// Admin of one tenant (= ORG_OWNER, = F5 tenant admin).
     TenantAdmin(TenantId),
     /// A user acting on themself.
-    User { tenant_id: TenantId, user_id: UserId },
+    User {
+        tenant_id: TenantId,
+        user_id: UserId,
+    },
 }
 
 impl Role {
