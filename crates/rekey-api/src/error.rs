@@ -1,0 +1,52 @@
+//! The REST (grpc-gateway) error shape of ZITADEL, SPEC §6:
+//! `{"code":5,"message":"… (ID)","details":[{"@type":"type.googleapis.com/zitadel.v1.ErrorDetail","id":"…","message":"…"}]}`.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{HeaderValue, StatusCode};
+use rekey_core::Error;
+use serde_json::json;
+
+pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
+
+/// A domain error answered in ZITADEL's REST shape.
+#[derive(Debug)]
+pub struct RestError(pub Error);
+
+impl From<Error> for RestError {
+    fn from(err: Error) -> Self {
+        Self(err)
+    }
+}
+
+pub fn status_of(err: &Error) -> StatusCode {
+    StatusCode::from_u16(err.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Adds `Retry-After` to rate-limited answers.
+pub fn with_retry_after(mut response: Response, err: &Error) -> Response {
+    if let Some(secs) = err.retry_after {
+        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let err = self.0;
+        let body = json!({
+            "code": err.kind.grpc_code(),
+            "message": err.message(),
+            "details": [{
+                "@type": ERROR_DETAIL_TYPE,
+                "id": err.id,
+                "message": err.text,
+            }],
+        });
+        with_retry_after((status_of(&err), Json(body)).into_response(), &err)
+    }
+}

@@ -1,0 +1,355 @@
+//! Layered configuration (SPEC §12): defaults → optional TOML file → `REKEY_…` environment
+//! (`__` separates sections: `REKEY_SMTP__HOST` is `smtp.host`) → `REKEY_…_FILE` secrets read
+//! from files. Validated once at start into [`Settings`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `REKEY_DATABASE_URL`: `sqlite://path` or `postgres://…`; default `{data_dir}/rekey.db`.
+    pub database_url: Option<String>,
+    /// `REKEY_LISTEN`: the one listener for every face and form.
+    pub listen: String,
+    /// `REKEY_PUBLIC_URL`: base of every link in a message.
+    pub public_url: String,
+    /// `REKEY_DATA_DIR`: SQLite file (when the URL names none) and generated keys.
+    pub data_dir: PathBuf,
+    /// `REKEY_UNAUTH_DEADLINE_MS`: padded deadline of unauthenticated reset requests.
+    pub unauth_deadline_ms: u64,
+    /// `REKEY_REQUEST_TIMEOUT_MS`: per-request deadline (→ 504).
+    pub request_timeout_ms: u64,
+    /// `REKEY_BODY_LIMIT_BYTES`: request body limit (→ 413).
+    pub body_limit_bytes: usize,
+    /// `REKEY_TRUSTED_PROXIES`: comma-separated CIDRs whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: String,
+    /// `REKEY_LOG_FORMAT`: `text` or `json`.
+    pub log_format: String,
+    pub limits: LimitSettings,
+    pub keys: KeySettings,
+    pub argon2: Argon2Settings,
+    pub code: CodeSettings,
+    pub password: PasswordSettings,
+    pub smtp: SmtpSettings,
+    pub sms: SmsSettings,
+    pub tls: TlsSettings,
+    pub events: EventSettings,
+    pub outbox: OutboxSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    pub messages_per_user_per_hour: u32,
+    pub unauth_per_cname_email_per_hour: u32,
+    pub unauth_per_ip_per_minute: u32,
+    pub code_tries_per_ip_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeySettings {
+    /// `REKEY_KEYS__CODE_HMAC`: `id:base64key,…`, first signs.
+    pub code_hmac: Option<String>,
+    /// `REKEY_KEYS__OUTBOX`: `id:base64key,…`, first encrypts.
+    pub outbox: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// `REKEY_ARGON2__QUEUE`: hashes that may wait for a thread before 429.
+    pub queue: usize,
+    /// `REKEY_ARGON2__THREADS`: hash pool width; default max(1, cores − 1).
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CodeSettings {
+    pub length: u32,
+    /// `rekey` or `zitadel`.
+    pub alphabet: String,
+    pub expiry_secs: u64,
+    pub init_expiry_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PasswordSettings {
+    pub min_length: u32,
+    pub max_length: u32,
+    pub require_lower: bool,
+    pub require_upper: bool,
+    pub require_digit: bool,
+    pub require_symbol: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `none`, `starttls` or `tls`.
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: String,
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+    pub accept_invalid_certs: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmsSettings {
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub twilio_base_url: Option<String>,
+    pub twilio_account_sid: Option<String>,
+    pub twilio_auth_token: Option<String>,
+    pub twilio_from: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventSettings {
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboxSettings {
+    pub poll_ms: u64,
+    pub max_attempts: u32,
+    pub backoff_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            listen: "127.0.0.1:8080".to_owned(),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("rekey-data"),
+            unauth_deadline_ms: 400,
+            request_timeout_ms: 10_000,
+            body_limit_bytes: 65_536,
+            trusted_proxies: String::new(),
+            log_format: "text".to_owned(),
+            limits: LimitSettings::default(),
+            keys: KeySettings::default(),
+            argon2: Argon2Settings::default(),
+            code: CodeSettings::default(),
+            password: PasswordSettings::default(),
+            smtp: SmtpSettings::default(),
+            sms: SmsSettings::default(),
+            tls: TlsSettings::default(),
+            events: EventSettings::default(),
+            outbox: OutboxSettings::default(),
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            messages_per_user_per_hour: 5,
+            unauth_per_cname_email_per_hour: 5,
+            unauth_per_ip_per_minute: 20,
+            code_tries_per_ip_per_minute: 30,
+        }
+    }
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            queue: 64,
+            threads: None,
+        }
+    }
+}
+
+impl Default for CodeSettings {
+    fn default() -> Self {
+        Self {
+            length: 8,
+            alphabet: "rekey".to_owned(),
+            expiry_secs: 3600,
+            init_expiry_secs: 72 * 3600,
+        }
+    }
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            min_length: 12,
+            max_length: 128,
+            require_lower: false,
+            require_upper: false,
+            require_digit: false,
+            require_symbol: false,
+        }
+    }
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            tls: "starttls".to_owned(),
+            username: None,
+            password: None,
+            from: "rekey@localhost".to_owned(),
+            from_name: Some("Rekey".to_owned()),
+            reply_to: None,
+            accept_invalid_certs: false,
+        }
+    }
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            poll_ms: 500,
+            max_attempts: 8,
+            backoff_ms: 1000,
+        }
+    }
+}
+
+/// `REKEY_SMTP__PASSWORD_FILE` → (`smtp.password`, file content without the final newline).
+fn file_secrets(
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut secrets = Vec::new();
+    for (name, path) in vars {
+        let Some(key) = name
+            .strip_prefix("REKEY_")
+            .and_then(|rest| rest.strip_suffix("_FILE"))
+        else {
+            continue;
+        };
+        let value =
+            std::fs::read_to_string(&path).with_context(|| format!("reading {name} ({path})"))?;
+        let key = key.to_lowercase().replace("__", ".");
+        secrets.push((key, value.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    Ok(secrets)
+}
+
+impl Settings {
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("REKEY_")
+                .split("__")
+                .filter(|key| !key.as_str().ends_with("_file")),
+        );
+        for (key, value) in file_secrets(std::env::vars())? {
+            figment = figment.merge((key, value));
+        }
+        let settings: Settings = figment.extract().context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            bail!("public_url must start with http:// or https://");
+        }
+        if !matches!(self.code.alphabet.as_str(), "rekey" | "zitadel") {
+            bail!("code.alphabet must be rekey or zitadel");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format must be text or json");
+        }
+        if !matches!(self.smtp.tls.as_str(), "none" | "starttls" | "tls") {
+            bail!("smtp.tls must be none, starttls or tls");
+        }
+        self.trusted_proxy_nets()?;
+        Ok(())
+    }
+
+    pub fn trusted_proxy_nets(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| format!("trusted_proxies: {s:?} is not a CIDR"))
+            })
+            .collect()
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("rekey.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_secrets_map_to_nested_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let vars = vec![
+            (
+                "REKEY_SMTP__PASSWORD_FILE".to_owned(),
+                path.display().to_string(),
+            ),
+            ("OTHER_FILE".to_owned(), "/nope".to_owned()),
+        ];
+        let secrets = file_secrets(vars.into_iter()).unwrap();
+        assert_eq!(
+            secrets,
+            vec![("smtp.password".to_owned(), "s3cret".to_owned())]
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = Settings::default();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.public_url, "http://127.0.0.1:8080");
+        assert_eq!(s.database_url(), "sqlite://rekey-data/rekey.db");
+        assert_eq!(s.unauth_deadline_ms, 400);
+        assert_eq!(s.argon2.queue, 64);
+        assert_eq!(s.outbox.max_attempts, 8);
+    }
+}

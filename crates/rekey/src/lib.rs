@@ -1,0 +1,5 @@
+//! The `rekey` binary's library: configuration, wiring and the command line.
+
+pub mod app;
+pub mod cli;
+pub mod config;
