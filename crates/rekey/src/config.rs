@@ -51,7 +51,7 @@ pub struct LimitSettings {
     pub code_tries_per_ip_per_minute: u32,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KeySettings {
     /// `REKEY_KEYS__CODE_HMAC`: `id:base64key,…`, first signs.
@@ -93,7 +93,7 @@ pub struct PasswordSettings {
     pub require_symbol: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SmtpSettings {
     pub host: Option<String>,
@@ -108,7 +108,7 @@ pub struct SmtpSettings {
     pub accept_invalid_certs: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SmsSettings {
     pub webhook_url: Option<String>,
@@ -126,7 +126,7 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EventSettings {
     pub webhook_url: Option<String>,
@@ -240,6 +240,56 @@ impl Default for OutboxSettings {
     }
 }
 
+/// Settings that hold secrets print which keys are set, never their values.
+macro_rules! redacted_debug {
+    ($ty:ident { $($field:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut s = f.debug_struct(stringify!($ty));
+                $( s.field(stringify!($field), &RedactedField(&self.$field)); )*
+                s.finish()
+            }
+        }
+    };
+}
+
+struct RedactedField<'a, T>(&'a T);
+
+impl<T: Serialize> std::fmt::Debug for RedactedField<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self.0) {
+            Ok(serde_json::Value::Null) => f.write_str("None"),
+            Ok(_) => f.write_str("<set>"),
+            Err(_) => f.write_str("<?>"),
+        }
+    }
+}
+
+redacted_debug!(KeySettings { code_hmac, outbox });
+redacted_debug!(SmtpSettings {
+    host,
+    port,
+    tls,
+    username,
+    password,
+    from,
+    from_name,
+    reply_to,
+    accept_invalid_certs
+});
+redacted_debug!(SmsSettings {
+    webhook_url,
+    webhook_secret,
+    twilio_base_url,
+    twilio_account_sid,
+    twilio_auth_token,
+    twilio_from
+});
+redacted_debug!(EventSettings {
+    webhook_url,
+    webhook_secret
+});
+
 /// `REKEY_SMTP__PASSWORD_FILE` → (`smtp.password`, file content without the final newline).
 fn file_secrets(
     vars: impl Iterator<Item = (String, String)>,
@@ -340,6 +390,64 @@ mod tests {
             secrets,
             vec![("smtp.password".to_owned(), "s3cret".to_owned())]
         );
+    }
+
+    #[test]
+    fn layers_defaults_toml_env_and_file_secrets() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "rekey.toml",
+                "listen = \"0.0.0.0:9000\"\npublic_url = \"https://toml.test\"\n[smtp]\nhost = \"toml-smtp\"\nport = 2525\n[code]\nlength = 12\n",
+            )?;
+            jail.create_file("smtp-password", "from-file\n")?;
+            jail.set_env("REKEY_PUBLIC_URL", "https://env.test");
+            jail.set_env("REKEY_SMTP__PORT", "587");
+            jail.set_env("REKEY_LIMITS__MESSAGES_PER_USER_PER_HOUR", "3");
+            jail.set_env("REKEY_SMTP__PASSWORD_FILE", "smtp-password");
+            let s = Settings::load(Some(Path::new("rekey.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen, "0.0.0.0:9000"); // TOML over default
+            assert_eq!(s.public_url, "https://env.test"); // env over TOML
+            assert_eq!(s.smtp.host.as_deref(), Some("toml-smtp"));
+            assert_eq!(s.smtp.port, Some(587));
+            assert_eq!(s.code.length, 12);
+            assert_eq!(s.limits.messages_per_user_per_hour, 3);
+            assert_eq!(s.smtp.password.as_deref(), Some("from-file"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_are_refused_at_start() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REKEY_SMTP__TLS", "sometimes");
+            assert!(Settings::load(None).is_err());
+            jail.set_env("REKEY_SMTP__TLS", "none");
+            jail.set_env("REKEY_TRUSTED_PROXIES", "10.0.0.0/8, not-a-cidr");
+            assert!(Settings::load(None).is_err());
+            jail.set_env("REKEY_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1");
+            assert_eq!(
+                Settings::load(None)
+                    .unwrap()
+                    .trusted_proxy_nets()
+                    .unwrap()
+                    .len(),
+                2
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let mut s = Settings::default();
+        s.smtp.password = Some("smtp-secret-value".to_owned());
+        s.keys.code_hmac = Some("k1:c2VjcmV0".to_owned());
+        s.sms.twilio_auth_token = Some("twilio-secret".to_owned());
+        let shown = format!("{s:?}");
+        for secret in ["smtp-secret-value", "c2VjcmV0", "twilio-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("<set>"));
     }
 
     #[test]
