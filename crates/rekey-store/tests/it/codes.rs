@@ -1,0 +1,365 @@
+use std::sync::Arc;
+
+use chrono::Duration;
+use rekey_core::model::CodeKind;
+use rekey_core::store::{AttemptReservation, Store, StoreError, UserChange};
+
+use crate::harness::{event, issue_code, new_code, seed, t, tid, uid, Fixture};
+
+conformance!(
+    issued_code_is_pending,
+    consume_succeeds_once,
+    concurrent_consumes_exactly_one_wins,
+    new_code_voids_previous,
+    pending_code_is_per_user_and_tenant,
+    concurrent_reservations_stop_at_the_cap,
+    reservation_outcomes_and_refund,
+);
+
+fn consume(tenant: &str, user: &str, code: &str, secs: i64) -> UserChange {
+    let mut change = UserChange::new(
+        tid(tenant),
+        uid(user),
+        t(secs),
+        event("user.password.changed"),
+    );
+    change.consume_code = Some(code.to_owned());
+    change.void_pending_codes = true;
+    change
+}
+
+async fn issued_code_is_pending(fx: Fixture) {
+    seed(&fx).await;
+    let mut change = UserChange::new(tid("t1"), uid("u1"), t(10), event("user.code.added"));
+    let mut code = new_code("c1", t(10));
+    code.kind = CodeKind::Init;
+    code.mac = (0..32).collect();
+    change.new_code = Some(code.clone());
+    fx.store.change_user(&change).await.unwrap();
+
+    let pending = fx
+        .store
+        .pending_code(&tid("t1"), &uid("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending.id, "c1");
+    assert_eq!(pending.tenant_id, tid("t1"));
+    assert_eq!(pending.user_id, uid("u1"));
+    assert_eq!(pending.key_id, "k1");
+    assert_eq!(pending.mac, code.mac);
+    assert_eq!(pending.kind, CodeKind::Init);
+    assert_eq!(pending.created_at, t(10));
+    assert_eq!(pending.expires_at, t(10) + Duration::hours(1));
+    assert_eq!(pending.attempts, 0);
+    assert_eq!(pending.used_at, None);
+}
+
+async fn consume_succeeds_once(fx: Fixture) {
+    seed(&fx).await;
+    issue_code(&fx, "t1", "u1", "c1", t(10)).await;
+    let details = fx
+        .store
+        .change_user(&consume("t1", "u1", "c1", 20))
+        .await
+        .unwrap();
+    assert_eq!(details.sequence, 3);
+    assert_eq!(
+        fx.store.pending_code(&tid("t1"), &uid("u1")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        fx.text("SELECT outcome FROM reset_codes WHERE id = 'c1'")
+            .await
+            .as_deref(),
+        Some("used")
+    );
+    assert_eq!(
+        fx.scalar("SELECT used_at FROM reset_codes WHERE id = 'c1'")
+            .await,
+        t(20).timestamp_micros()
+    );
+
+    let before = fx.snapshot().await;
+    let err = fx
+        .store
+        .change_user(&consume("t1", "u1", "c1", 30))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::CodeGone), "{err:?}");
+    assert_eq!(fx.snapshot().await, before);
+    // Nor can it be consumed under another user or tenant.
+    issue_code(&fx, "t1", "u2", "c2", t(40)).await;
+    let err = fx
+        .store
+        .change_user(&consume("t1", "u1", "c2", 50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::CodeGone), "{err:?}");
+}
+
+async fn concurrent_consumes_exactly_one_wins(fx: Fixture) {
+    seed(&fx).await;
+    issue_code(&fx, "t1", "u1", "c1", t(10)).await;
+    let store: Arc<dyn Store> = fx.store.clone();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.change_user(&consume("t1", "u1", "c1", 20 + i)).await })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::CodeGone) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let user = fx
+        .store
+        .user(&tid("t1"), &uid("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.sequence, 3, "one event for the one winner");
+    assert_eq!(
+        fx.scalar("SELECT COUNT(*) FROM events WHERE aggregate_id = 'u1'")
+            .await,
+        3
+    );
+}
+
+async fn new_code_voids_previous(fx: Fixture) {
+    seed(&fx).await;
+    issue_code(&fx, "t1", "u1", "c1", t(10)).await;
+    issue_code(&fx, "t1", "u1", "c2", t(20)).await;
+    let pending = fx
+        .store
+        .pending_code(&tid("t1"), &uid("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending.id, "c2");
+    assert_eq!(
+        fx.text("SELECT outcome FROM reset_codes WHERE id = 'c1'")
+            .await
+            .as_deref(),
+        Some("voided")
+    );
+    assert_eq!(
+        fx.store
+            .reserve_code_attempt(&tid("t1"), &uid("u1"), "c1", 5)
+            .await
+            .unwrap(),
+        AttemptReservation::Gone
+    );
+    let err = fx
+        .store
+        .change_user(&consume("t1", "u1", "c1", 30))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::CodeGone), "{err:?}");
+
+    // A new code replaces the pending one even when the change does not ask to void.
+    let mut change = UserChange::new(tid("t1"), uid("u1"), t(40), event("user.code.added"));
+    change.new_code = Some(new_code("c3", t(40)));
+    fx.store.change_user(&change).await.unwrap();
+    assert_eq!(
+        fx.scalar("SELECT COUNT(*) FROM reset_codes WHERE used_at IS NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        fx.store
+            .pending_code(&tid("t1"), &uid("u1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "c3"
+    );
+    // Voiding without a new code leaves none.
+    let mut void = UserChange::new(tid("t1"), uid("u1"), t(50), event("user.codes.voided"));
+    void.void_pending_codes = true;
+    fx.store.change_user(&void).await.unwrap();
+    assert_eq!(
+        fx.store.pending_code(&tid("t1"), &uid("u1")).await.unwrap(),
+        None
+    );
+}
+
+async fn pending_code_is_per_user_and_tenant(fx: Fixture) {
+    seed(&fx).await;
+    issue_code(&fx, "t1", "u1", "c1", t(10)).await;
+    issue_code(&fx, "t2", "u3", "c1", t(10)).await;
+    assert_eq!(
+        fx.store.pending_code(&tid("t1"), &uid("u2")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        fx.store.pending_code(&tid("t2"), &uid("u1")).await.unwrap(),
+        None
+    );
+    // Consuming t1's c1 leaves t2's c1 (same code id, other tenant) pending.
+    fx.store
+        .change_user(&consume("t1", "u1", "c1", 20))
+        .await
+        .unwrap();
+    let other = fx
+        .store
+        .pending_code(&tid("t2"), &uid("u3"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((other.id.as_str(), other.used_at), ("c1", None));
+    // Issuing for u2 does not void u1's or u3's codes.
+    issue_code(&fx, "t1", "u2", "c9", t(30)).await;
+    assert!(fx
+        .store
+        .pending_code(&tid("t2"), &uid("u3"))
+        .await
+        .unwrap()
+        .is_some());
+}
+
+async fn concurrent_reservations_stop_at_the_cap(fx: Fixture) {
+    seed(&fx).await;
+    issue_code(&fx, "t1", "u1", "c1", t(10)).await;
+    let before_seq = fx
+        .store
+        .user(&tid("t1"), &uid("u1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .sequence;
+    let events_before = fx.count("events").await;
+    let store: Arc<dyn Store> = fx.store.clone();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .reserve_code_attempt(&tid("t1"), &uid("u1"), "c1", 5)
+                    .await
+            })
+        })
+        .collect();
+    let mut reserved = Vec::new();
+    let mut exhausted = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            AttemptReservation::Reserved { attempts } => reserved.push(attempts),
+            AttemptReservation::Exhausted => exhausted += 1,
+            AttemptReservation::Gone => panic!("code is pending"),
+        }
+    }
+    reserved.sort_unstable();
+    assert_eq!(reserved, vec![1, 2, 3, 4, 5]);
+    assert_eq!(exhausted, 15);
+    let code = fx
+        .store
+        .pending_code(&tid("t1"), &uid("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code.attempts, 5);
+    // Counting attempts is not a user change: no event, no sequence.
+    let user = fx
+        .store
+        .user(&tid("t1"), &uid("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.sequence, before_seq);
+    assert_eq!(fx.count("events").await, events_before);
+}
+
+async fn reservation_outcomes_and_refund(fx: Fixture) {
+    seed(&fx).await;
+    issue_code(&fx, "t1", "u1", "c1", t(10)).await;
+    let (t1, u1) = (tid("t1"), uid("u1"));
+    let reserve = |cap| {
+        let store = fx.store.clone();
+        let (t1, u1) = (t1.clone(), u1.clone());
+        async move {
+            store
+                .reserve_code_attempt(&t1, &u1, "c1", cap)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        reserve(3).await,
+        AttemptReservation::Reserved { attempts: 1 }
+    );
+    assert_eq!(
+        reserve(3).await,
+        AttemptReservation::Reserved { attempts: 2 }
+    );
+    fx.store.refund_code_attempt(&t1, &u1, "c1").await.unwrap();
+    assert_eq!(
+        fx.store
+            .pending_code(&t1, &u1)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        1
+    );
+    assert_eq!(
+        reserve(3).await,
+        AttemptReservation::Reserved { attempts: 2 }
+    );
+    assert_eq!(
+        reserve(3).await,
+        AttemptReservation::Reserved { attempts: 3 }
+    );
+    assert_eq!(reserve(3).await, AttemptReservation::Exhausted);
+    // A refund below the cap revives one attempt, never more.
+    fx.store.refund_code_attempt(&t1, &u1, "c1").await.unwrap();
+    assert_eq!(
+        reserve(3).await,
+        AttemptReservation::Reserved { attempts: 3 }
+    );
+    assert_eq!(reserve(3).await, AttemptReservation::Exhausted);
+
+    // Unknown ids, other users and other tenants: gone.
+    for (tenant, user, code) in [("t1", "u1", "nope"), ("t1", "u2", "c1"), ("t2", "u1", "c1")] {
+        assert_eq!(
+            fx.store
+                .reserve_code_attempt(&tid(tenant), &uid(user), code, 3)
+                .await
+                .unwrap(),
+            AttemptReservation::Gone
+        );
+    }
+
+    // Refund never goes below zero, and does nothing to a code that is no longer pending.
+    issue_code(&fx, "t1", "u2", "c2", t(20)).await;
+    fx.store
+        .refund_code_attempt(&t1, &uid("u2"), "c2")
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.store
+            .pending_code(&t1, &uid("u2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        0
+    );
+    fx.store
+        .change_user(&consume("t1", "u1", "c1", 30))
+        .await
+        .unwrap();
+    fx.store.refund_code_attempt(&t1, &u1, "c1").await.unwrap();
+    assert_eq!(
+        fx.scalar("SELECT attempts FROM reset_codes WHERE id = 'c1'")
+            .await,
+        3
+    );
+    assert_eq!(reserve(3).await, AttemptReservation::Gone);
+}

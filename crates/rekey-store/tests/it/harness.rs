@@ -1,0 +1,333 @@
+//! Fixtures: a fresh store per test on either database, an independent connection to look at
+//! the raw rows, and builders for multi-tenant test data.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rekey_core::ids::{TenantId, UserId};
+use rekey_core::model::{
+    ApiToken, Channel, CodeKind, MessageKind, NewEvent, OutboxMessage, OutboxState, Role, Tenant,
+    TenantSettings, User, UserState,
+};
+use rekey_core::store::{NewResetCode, Store, UserChange};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A raw view of the test database, independent of the store under test.
+pub enum Db {
+    Sqlite(SqlitePool),
+    Pg(PgPool),
+}
+
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    pub db: Db,
+    /// The URL the store was opened with (to open a second store on the same database).
+    pub url: String,
+}
+
+fn base_pg_url() -> String {
+    std::env::var("REKEY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = Utc::now().timestamp_subsec_nanos();
+    format!(
+        "rekey_t_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `test` against a fresh store on `backend`, then cleans up (also when the test panics,
+/// whose panic is then passed on).
+pub async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("data").join("rekey.db");
+            let url = format!("sqlite://{}", path.display());
+            assert!(url.starts_with("sqlite:///"), "absolute form: {url}");
+            let store = rekey_store::connect(&url).await.expect("open SQLite store");
+            let raw = SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect(&format!("{url}?mode=ro"))
+                .await
+                .expect("raw SQLite connection");
+            let fx = Fixture {
+                store,
+                db: Db::Sqlite(raw.clone()),
+                url,
+            };
+            let outcome = tokio::spawn(test(fx)).await;
+            raw.close().await;
+            drop(dir);
+            if let Err(err) = outcome {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
+        Backend::Postgres => {
+            let base = base_pg_url();
+            let mut admin = PgConnection::connect(&base).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is required for the store conformance tests and is unreachable \
+                     at REKEY_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test): {e}"
+                )
+            });
+            let name = unique_name();
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&base).expect("REKEY_TEST_DATABASE_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            let url = url.to_string();
+            let store = rekey_store::connect(&url)
+                .await
+                .expect("open PostgreSQL store");
+            let raw = PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&url)
+                .await
+                .expect("raw PostgreSQL connection");
+            let fx = Fixture {
+                store,
+                db: Db::Pg(raw.clone()),
+                url,
+            };
+            let outcome = tokio::spawn(test(fx)).await;
+            raw.close().await;
+            // Best effort: FORCE ends the store's pooled connections.
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+            let _ = admin.close().await;
+            if let Err(err) = outcome {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
+    }
+}
+
+impl Fixture {
+    /// One BIGINT from raw SQL (portable SQL only).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Db::Pg(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// One nullable TEXT from raw SQL.
+    pub async fn text(&self, sql: &str) -> Option<String> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Db::Pg(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        self.scalar(&format!("SELECT COUNT(*) FROM {table}")).await
+    }
+
+    /// Everything a write could change, as numbers: row counts of every table plus the
+    /// mutable columns summed up. "Writes nothing" is `snapshot()` before == after.
+    pub async fn snapshot(&self) -> Vec<(&'static str, i64)> {
+        const PROBES: &[(&str, &str)] = &[
+            ("tenants", "SELECT COUNT(*) FROM tenants"),
+            ("users", "SELECT COUNT(*) FROM users"),
+            ("user_index", "SELECT COUNT(*) FROM user_index"),
+            ("email_index", "SELECT COUNT(*) FROM email_index"),
+            ("api_tokens", "SELECT COUNT(*) FROM api_tokens"),
+            ("reset_codes", "SELECT COUNT(*) FROM reset_codes"),
+            ("events", "SELECT COUNT(*) FROM events"),
+            ("outbox", "SELECT COUNT(*) FROM outbox"),
+            ("rate_limits", "SELECT COUNT(*) FROM rate_limits"),
+            (
+                "users.sequence",
+                "SELECT CAST(COALESCE(SUM(sequence), 0) AS BIGINT) FROM users",
+            ),
+            (
+                "users.change_date",
+                "SELECT CAST(COALESCE(SUM(change_date), 0) AS BIGINT) FROM users",
+            ),
+            (
+                "users with password",
+                "SELECT COUNT(*) FROM users WHERE password_hash IS NOT NULL",
+            ),
+            (
+                "users active",
+                "SELECT COUNT(*) FROM users WHERE state = 'active'",
+            ),
+            (
+                "codes pending",
+                "SELECT COUNT(*) FROM reset_codes WHERE used_at IS NULL",
+            ),
+            (
+                "codes attempts",
+                "SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM reset_codes",
+            ),
+            (
+                "tokens revoked",
+                "SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NOT NULL",
+            ),
+            (
+                "rate_limits.count",
+                "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM rate_limits",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (name, sql) in PROBES {
+            out.push((*name, self.scalar(sql).await));
+        }
+        out
+    }
+}
+
+// --- test data ---------------------------------------------------------------------------
+
+/// A fixed instant plus `secs` (whole seconds, so values survive the store's µs precision).
+pub fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(secs)
+}
+
+pub fn tid(id: &str) -> TenantId {
+    TenantId::parse(id).unwrap()
+}
+
+pub fn uid(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+pub fn event(kind: &'static str) -> NewEvent {
+    NewEvent {
+        kind,
+        actor: "token:test".to_owned(),
+        ip: Some("192.0.2.7".to_owned()),
+        payload: serde_json::json!({ "note": kind }),
+    }
+}
+
+pub fn tenant(id: &str, cname: &str) -> Tenant {
+    Tenant {
+        id: tid(id),
+        name: format!("Tenant {id}"),
+        cname: cname.to_owned(),
+        settings: TenantSettings::default(),
+        creation_date: t(0),
+        change_date: t(0),
+    }
+}
+
+pub fn user(tenant: &str, id: &str, email: &str) -> User {
+    User {
+        id: uid(id),
+        tenant_id: tid(tenant),
+        username: format!("user-{id}"),
+        email: email.to_owned(),
+        email_verified: true,
+        phone: Some("+41790000000".to_owned()),
+        phone_verified: false,
+        first_name: "Ada".to_owned(),
+        last_name: "Lovelace".to_owned(),
+        display_name: "Ada Lovelace".to_owned(),
+        preferred_language: "en".to_owned(),
+        state: UserState::Active,
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
+        password_change_required: false,
+        sequence: 1,
+        creation_date: t(1),
+        change_date: t(1),
+    }
+}
+
+pub fn new_code(id: &str, at: DateTime<Utc>) -> NewResetCode {
+    NewResetCode {
+        id: id.to_owned(),
+        key_id: "k1".to_owned(),
+        mac: vec![0xAB; 32],
+        kind: CodeKind::Reset,
+        expires_at: at + Duration::hours(1),
+    }
+}
+
+pub fn message(tenant: &str, user: &str, id: &str, state: OutboxState) -> OutboxMessage {
+    OutboxMessage {
+        id: id.to_owned(),
+        tenant_id: tid(tenant),
+        user_id: uid(user),
+        channel: Channel::Email,
+        recipient: Some("ada@example.com".to_owned()),
+        kind: MessageKind::PasswordReset,
+        idempotency_key: format!("idem-{id}"),
+        key_id: "o1".to_owned(),
+        body: vec![1, 2, 3, 0, 255],
+        state,
+        attempts: 0,
+        next_attempt_at: t(10),
+        last_error: None,
+        created_at: t(10),
+        sent_at: None,
+    }
+}
+
+pub fn token(id: &str, byte: u8, role: Role) -> ApiToken {
+    ApiToken {
+        id: id.to_owned(),
+        hash: [byte; 32],
+        role,
+        created_at: t(0),
+        revoked_at: None,
+    }
+}
+
+/// Two tenants ("t1" cname "one.example", "t2" cname "two.example"), users "u1", "u2" in t1
+/// and "u3" in t2.
+pub async fn seed(fx: &Fixture) {
+    let store = &fx.store;
+    store
+        .insert_tenant(&tenant("t1", "one.example"), &event("tenant.added"))
+        .await
+        .unwrap();
+    store
+        .insert_tenant(&tenant("t2", "two.example"), &event("tenant.added"))
+        .await
+        .unwrap();
+    for (tenant, id, email) in [
+        ("t1", "u1", "ada@example.com"),
+        ("t1", "u2", "bob@example.com"),
+        ("t2", "u3", "ada@example.com"),
+    ] {
+        store
+            .insert_user(&user(tenant, id, email), &event("user.added"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Issues `code_id` to the user (as a reset request does: void the pending code, insert the
+/// new one).
+pub async fn issue_code(fx: &Fixture, tenant: &str, user: &str, code_id: &str, at: DateTime<Utc>) {
+    let mut change = UserChange::new(tid(tenant), uid(user), at, event("user.code.added"));
+    change.void_pending_codes = true;
+    change.new_code = Some(new_code(code_id, at));
+    fx.store.change_user(&change).await.unwrap();
+}
