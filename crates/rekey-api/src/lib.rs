@@ -34,6 +34,8 @@ pub struct ServeSettings {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// Every unauthenticated reset request is answered after this long (SPEC §10).
+    pub unauth_deadline: Duration,
     /// Channel name → status line shown by `/readyz` (e.g. `"email": "not configured"`).
     pub channels: Vec<(String, String)>,
 }
@@ -44,6 +46,7 @@ impl Default for ServeSettings {
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
+            unauth_deadline: Duration::from_millis(400),
             channels: Vec::new(),
         }
     }
@@ -53,6 +56,7 @@ impl Default for ServeSettings {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(faces::zitadel_rest::routes())
+        .merge(faces::f5::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -61,13 +65,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> Response {
-    RestError(Error::new(
-        rekey_core::ErrorKind::NotFound,
-        "REKEY-Route",
-        "Not found",
-    ))
-    .into_response()
+/// An error raised outside a handler, in the shape of the face the path belongs to.
+fn face_error(path: &str, err: Error) -> Response {
+    if faces::f5::is_f5_path(path) {
+        faces::f5::F5Error(err).into_response()
+    } else {
+        RestError(err).into_response()
+    }
+}
+
+async fn not_found(uri: http::Uri) -> Response {
+    face_error(
+        uri.path(),
+        Error::new(rekey_core::ErrorKind::NotFound, "REKEY-Route", "Not found"),
+    )
 }
 
 async fn method_not_allowed() -> Response {
@@ -83,14 +94,17 @@ async fn method_not_allowed() -> Response {
 
 /// Every request has a deadline (→ 504, code 4).
 async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
     match tokio::time::timeout(state.settings.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => RestError(Error::new(
-            rekey_core::ErrorKind::DeadlineExceeded,
-            "REKEY-Dline",
-            "Deadline exceeded",
-        ))
-        .into_response(),
+        Err(_) => face_error(
+            &path,
+            Error::new(
+                rekey_core::ErrorKind::DeadlineExceeded,
+                "REKEY-Dline",
+                "Deadline exceeded",
+            ),
+        ),
     }
 }
 

@@ -203,6 +203,22 @@ impl Error {
         )
     }
 
+    pub fn email_ambiguous() -> Self {
+        Self::new(
+            ErrorKind::Aborted,
+            "REKEY-EmAmb",
+            "The email belongs to users in several tenants",
+        )
+    }
+
+    pub fn user_not_found_by_email() -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            "REKEY-UsNF1",
+            "User could not be found",
+        )
+    }
+
     pub fn user_locked() -> Self {
         Self::new(
             ErrorKind::FailedPrecondition,

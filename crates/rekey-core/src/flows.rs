@@ -524,6 +524,146 @@ impl Rekey {
         })
     }
 
+    // ------------------------------------------------------------------ F5 faces
+
+    /// F5 `admin_reset` / `send_password_email`: an admin emails a user, named by email, a
+    /// reset link. A tenant admin acts in its own tenant; a system principal on the one user
+    /// with that email across tenants (several → ABORTED, "ambiguous").
+    pub async fn admin_reset_by_email(
+        &self,
+        caller: &Caller,
+        email: &EmailAddress,
+    ) -> Result<Details, Error> {
+        let principal = caller.principal()?;
+        let scope = match &principal.role {
+            Role::System => None,
+            Role::TenantAdmin(tenant) => Some(tenant),
+            Role::User { .. } => return Err(Error::permission_denied()),
+        };
+        let mut users: Vec<User> = self
+            .store
+            .users_by_email(scope, email.as_str())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|u| u.state != UserState::Deleted)
+            .collect();
+        let user = match users.len() {
+            0 => return Err(Error::user_not_found_by_email()),
+            1 => users.remove(0),
+            _ => return Err(Error::email_ambiguous()),
+        };
+        let delivery = Delivery::Send {
+            channel: Channel::Email,
+            url_template: None,
+        };
+        Ok(self.issue_code(caller, &user, delivery).await?.details)
+    }
+
+    /// F5's self-service twin: the calling user is emailed a reset link.
+    pub async fn self_service_reset(&self, caller: &Caller) -> Result<Details, Error> {
+        let principal = caller.principal()?;
+        let Role::User { tenant_id, user_id } = &principal.role else {
+            return Err(Error::permission_denied());
+        };
+        let user = self
+            .find_user_in(tenant_id, user_id)
+            .await?
+            .ok_or_else(Error::unauthenticated)?;
+        let delivery = Delivery::Send {
+            channel: Channel::Email,
+            url_template: None,
+        };
+        Ok(self.issue_code(caller, &user, delivery).await?.details)
+    }
+
+    /// F5 `no_auth/send_password_email` and the hosted "forgot password" form. Never reveals
+    /// whether the tenant or the email exists: only the input-keyed rate limits can refuse
+    /// (429); every other outcome — unknown tenant, unknown email, inactive user, the user's
+    /// own message limit — answers `Ok` exactly like a sent message, after the same shape of
+    /// work. The caller pads the reply to a fixed deadline.
+    pub async fn request_reset_unauthenticated(
+        &self,
+        caller: &Caller,
+        cname: &str,
+        email: &EmailAddress,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        let limits = self.config.limits;
+        let email_key = email.as_str().to_lowercase();
+        if let Some(ip) = &caller.ip {
+            self.store
+                .hit_rate_limit(&RateLimitHit {
+                    key: format!("unauth_ip:{ip}"),
+                    limit: limits.unauth_per_ip_per_minute,
+                    window_secs: 60,
+                    at: now,
+                })
+                .await
+                .map_err(store_err)?;
+        }
+        self.store
+            .hit_rate_limit(&RateLimitHit {
+                key: format!(
+                    "unauth_input:{}:{}",
+                    hex::encode(Sha256::digest(cname.to_lowercase().as_bytes())),
+                    hex::encode(Sha256::digest(email_key.as_bytes()))
+                ),
+                limit: limits.unauth_per_cname_email_per_hour,
+                window_secs: 3600,
+                at: now,
+            })
+            .await
+            .map_err(store_err)?;
+
+        let tenant = self.store.tenant_by_cname(cname).await.map_err(store_err)?;
+        let users = self
+            .store
+            .users_by_email(tenant.as_ref().map(|t| &t.id), email.as_str())
+            .await
+            .map_err(store_err)?;
+        let user = users.into_iter().find(|u| {
+            tenant.is_some() && matches!(u.state, UserState::Initial | UserState::Active)
+        });
+        let Some(user) = user else {
+            self.decoy_issue();
+            return Ok(());
+        };
+        let delivery = Delivery::Send {
+            channel: Channel::Email,
+            url_template: None,
+        };
+        match self.issue_code(caller, &user, delivery).await {
+            Ok(_) => Ok(()),
+            // Limits and states only an existing account has must not show (SPEC §10).
+            Err(err)
+                if matches!(
+                    err.kind,
+                    ErrorKind::ResourceExhausted | ErrorKind::FailedPrecondition
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The CPU work of issuing a code, for requests that name no account, so both paths cost
+    /// about the same before the padded deadline.
+    fn decoy_issue(&self) {
+        let policy = CodePolicy {
+            alphabet: self.config.code_alphabet,
+            length: self.config.code_length,
+        };
+        let code = policy.generate(self.rng.as_ref());
+        let decoy = TenantId::from_trusted(String::from("0"));
+        let user = UserId::from_trusted(String::from("0"));
+        let _ = self.codes.sign(&decoy, &user, &code);
+        let _ = self
+            .sealer
+            .seal(self.rng.as_ref(), b"decoy", code.expose_secret().as_bytes());
+    }
+
     fn language_of(&self, user: &User, settings: &EffectiveSettings) -> String {
         if user.preferred_language.is_empty() {
             settings.language.clone()

@@ -144,6 +144,7 @@ pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
         body_limit_bytes: settings.body_limit_bytes,
         request_timeout: Duration::from_millis(settings.request_timeout_ms),
         trusted_proxies: settings.trusted_proxy_nets()?,
+        unauth_deadline: Duration::from_millis(settings.unauth_deadline_ms),
         channels: vec![
             ("email".to_owned(), email.to_owned()),
             ("sms".to_owned(), sms.to_owned()),
