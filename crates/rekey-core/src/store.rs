@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use crate::error::Error;
 use crate::ids::{TenantId, UserId};
 use crate::model::{
-    ApiToken, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord, Tenant,
-    TenantSettings, User, UserState,
+    ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord,
+    Tenant, TenantSettings, User, UserState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -253,4 +253,51 @@ pub trait Store: Send + Sync + 'static {
         state: Option<OutboxState>,
         limit: u32,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// The outbox message with this id (any tenant, any state).
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
+
+    // --- delivery (the outbox worker) ---
+    /// Claims up to `limit` due messages (`pending`, `next_attempt_at <= now`) on one of
+    /// `channels`, most overdue first, for delivery: in one statement each claimed message's
+    /// `next_attempt_at` becomes `lease_until` and its `attempts` grows by one, so the claim is
+    /// a lease — a worker that dies mid-send leaves the message to be claimed again once the
+    /// lease has run out. Concurrent claimers (threads, processes, replicas) never get the same
+    /// message while its lease holds. Returns the claimed rows as updated.
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        channels: &[Channel],
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Marks a pending message sent at `at` and erases its body (it may hold a code).
+    /// `false` when the message is not (or no longer) pending.
+    async fn mark_outbox_sent(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Leaves a pending message pending for another attempt at `next_attempt_at`, recording
+    /// why this one failed. `error` must not hold the body or a code.
+    /// `false` when the message is not (or no longer) pending.
+    async fn reschedule_outbox(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+    /// Parks a pending message as `failed` (visible to admins), keeping its sealed body so
+    /// [`Store::retry_outbox`] can send it again. `error` must not hold the body or a code.
+    /// `false` when the message is not (or no longer) pending.
+    async fn park_outbox_failed(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+    /// An admin's retry of a failed message, by id alone: back to `pending`, due at `now`,
+    /// attempts 0, error cleared. `false` when no failed message has this id.
+    async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }

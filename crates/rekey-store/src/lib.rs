@@ -2,8 +2,9 @@
 //!
 //! One implementation, [`SqlStore`], is generic over the sqlx database: every statement is
 //! written once in SQL both accept. What differs lives in the migrations (one folder per
-//! database, same tables and keys) and in a small dialect: how a write transaction begins and
-//! how `change_user` locks the user row. Both pass the same conformance suite (`tests/it`).
+//! database, same tables and keys) and in a small dialect: how a write transaction begins, how
+//! `change_user` locks the user row, and how the outbox claim keeps concurrent delivery workers
+//! apart. Both pass the same conformance suite (`tests/it`).
 //!
 //! Schema rules: every tenant table's primary key begins with `tenant_id`; instance-wide lookups
 //! (user id → tenant, email → tenants, token hash → token) use small global tables; timestamps

@@ -20,6 +20,7 @@ static DIALECT: Dialect = Dialect {
     name: "postgres",
     begin_write: None,
     lock_user_state: "SELECT state FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    claim_lock: " FOR UPDATE SKIP LOCKED",
     migrator: &MIGRATOR,
 };
 

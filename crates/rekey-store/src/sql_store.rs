@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rekey_core::ids::{TenantId, UserId};
 use rekey_core::model::{
-    ApiToken, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord, Role, Tenant,
-    TenantSettings, User, UserState,
+    ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord, Role,
+    Tenant, TenantSettings, User, UserState,
 };
 use rekey_core::store::{
     AttemptReservation, EventFilter, RateLimitHit, Store, StoreError, UserChange,
@@ -36,6 +36,10 @@ pub(crate) struct Dialect {
     /// Reads the user's state at the start of `change_user`, locking the row where the database
     /// has row locks (`FOR UPDATE`); SQLite's write transaction already excludes other writers.
     pub(crate) lock_user_state: &'static str,
+    /// Appended to the outbox claim's inner SELECT. PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+    /// concurrent claimers on several replicas each lock (and then lease) different rows instead
+    /// of queueing behind one another; SQLite: nothing (the write transaction is exclusive).
+    pub(crate) claim_lock: &'static str,
     pub(crate) migrator: &'static Migrator,
 }
 
@@ -1020,6 +1024,152 @@ where
         }
         .map_err(|e| db_error("outbox messages", e))?;
         rows.iter().map(Self::outbox_from_row).collect()
+    }
+
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        let sql =
+            format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1 ORDER BY tenant_id LIMIT 1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_owned())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| db_error("outbox message", e))?;
+        row.as_ref().map(Self::outbox_from_row).transpose()
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        channels: &[Channel],
+        max: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        const OP: &str = "claim outbox";
+        if channels.is_empty() || max == 0 {
+            return Ok(Vec::new());
+        }
+        // One statement: the inner SELECT picks (and on PostgreSQL locks, skipping rows another
+        // claimer holds) the due rows; the UPDATE leases them. A row whose lease another claimer
+        // committed meanwhile is re-checked against `next_attempt_at <= now` and drops out.
+        let channel_params = (0..channels.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE outbox SET next_attempt_at = $1, attempts = attempts + 1 \
+             WHERE (tenant_id, id) IN (\
+                 SELECT tenant_id, id FROM outbox \
+                 WHERE state = 'pending' AND next_attempt_at <= $2 \
+                 AND channel IN ({channel_params}) \
+                 ORDER BY next_attempt_at, created_at, tenant_id, id \
+                 LIMIT $3{lock}) \
+             RETURNING {OUTBOX_COLUMNS}",
+            lock = self.dialect.claim_lock,
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(micros(lease_until))
+            .bind(micros(now))
+            .bind(i64::from(max));
+        for channel in channels {
+            query = query.bind(channel.as_str().to_owned());
+        }
+        let mut tx = self.begin_write(OP).await?;
+        let result = query.fetch_all(&mut *tx).await.map_err(|e| db_error(OP, e));
+        let rows = Self::finish(OP, tx, result).await?;
+        let mut claimed = rows
+            .iter()
+            .map(Self::outbox_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING follows no ORDER BY; hand the oldest out first.
+        claimed.sort_by(|a, b| {
+            (a.created_at, &a.tenant_id, &a.id).cmp(&(b.created_at, &b.tenant_id, &b.id))
+        });
+        Ok(claimed)
+    }
+
+    async fn mark_outbox_sent(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "mark outbox sent";
+        let mut tx = self.begin_write(OP).await?;
+        let result = sqlx::query(
+            "UPDATE outbox SET state = 'sent', sent_at = $1, body = $2, last_error = NULL \
+             WHERE tenant_id = $3 AND id = $4 AND state = 'pending' RETURNING id",
+        )
+        .bind(micros(at))
+        .bind(Vec::<u8>::new())
+        .bind(tenant.as_str().to_owned())
+        .bind(id.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map(|row| row.is_some())
+        .map_err(|e| db_error(OP, e));
+        Self::finish(OP, tx, result).await
+    }
+
+    async fn reschedule_outbox(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "reschedule outbox";
+        let mut tx = self.begin_write(OP).await?;
+        let result = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1, last_error = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND state = 'pending' RETURNING id",
+        )
+        .bind(micros(next_attempt_at))
+        .bind(error.to_owned())
+        .bind(tenant.as_str().to_owned())
+        .bind(id.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map(|row| row.is_some())
+        .map_err(|e| db_error(OP, e));
+        Self::finish(OP, tx, result).await
+    }
+
+    async fn park_outbox_failed(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "park outbox message";
+        let mut tx = self.begin_write(OP).await?;
+        let result = sqlx::query(
+            "UPDATE outbox SET state = 'failed', last_error = $1 \
+             WHERE tenant_id = $2 AND id = $3 AND state = 'pending' RETURNING id",
+        )
+        .bind(error.to_owned())
+        .bind(tenant.as_str().to_owned())
+        .bind(id.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map(|row| row.is_some())
+        .map_err(|e| db_error(OP, e));
+        Self::finish(OP, tx, result).await
+    }
+
+    async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        const OP: &str = "retry outbox message";
+        let mut tx = self.begin_write(OP).await?;
+        let result = sqlx::query(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+             last_error = NULL WHERE id = $2 AND state = 'failed' RETURNING id",
+        )
+        .bind(micros(now))
+        .bind(id.to_owned())
+        .fetch_all(&mut *tx)
+        .await
+        .map(|rows| !rows.is_empty())
+        .map_err(|e| db_error(OP, e));
+        Self::finish(OP, tx, result).await
     }
 }
 

@@ -29,6 +29,7 @@ static DIALECT: Dialect = Dialect {
     name: "sqlite",
     begin_write: Some("BEGIN IMMEDIATE"),
     lock_user_state: "SELECT state FROM users WHERE tenant_id = $1 AND id = $2",
+    claim_lock: "",
     migrator: &MIGRATOR,
 };
 

@@ -29,6 +29,7 @@ mod change_user;
 mod codes;
 mod connect;
 mod harness;
+mod outbox;
 mod rate_limits;
 mod tenants;
 mod tokens;
