@@ -144,6 +144,8 @@ enum OutboxCommand {
         #[arg(long)]
         failed: bool,
     },
+    /// Put a failed message back in the queue (attempts start again).
+    Retry { id: String },
 }
 
 const CLI_ACTOR: &str = "cli";
@@ -322,6 +324,19 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::Outbox(OutboxCommand::Retry { id }) => {
+            let now = rekey.clock().now();
+            let requeued = rekey
+                .store()
+                .retry_outbox(&id, now)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            if !requeued {
+                bail!("no failed outbox message with id {id}");
+            }
+            out.print(&id, json!({ "id": id, "state": "pending" }));
             Ok(())
         }
         Command::Events {
