@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/zitadel/user/v2/user_service.proto",
         "proto/zitadel/user/v2beta/user_service.proto",
         "proto/zitadel/management/v1/management.proto",
+        "proto/zitadel/org/v2/org_service.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

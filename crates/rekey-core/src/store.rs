@@ -184,6 +184,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_tenant(&self, tenant: &Tenant, event: &NewEvent) -> Result<(), StoreError>;
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
     async fn tenant_by_cname(&self, cname: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Every tenant, oldest first.
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     /// Replaces the settings and appends a `tenant.settings.changed` event.
     async fn update_tenant_settings(
         &self,
@@ -206,6 +208,8 @@ pub trait Store: Send + Sync + 'static {
         tenant: Option<&TenantId>,
         email: &str,
     ) -> Result<Vec<User>, StoreError>;
+    /// Every user of one tenant (deleted ones included), oldest first.
+    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError>;
     /// Applies a [`UserChange`] in one transaction; returns the new details.
     async fn change_user(&self, change: &UserChange) -> Result<Details, StoreError>;
 

@@ -24,6 +24,12 @@ pub mod zitadel {
             include!(concat!(env!("OUT_DIR"), "/zitadel.user.v2beta.serde.rs"));
         }
     }
+    pub mod org {
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/zitadel.org.v2.rs"));
+            include!(concat!(env!("OUT_DIR"), "/zitadel.org.v2.serde.rs"));
+        }
+    }
     pub mod management {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/zitadel.management.v1.rs"));

@@ -791,6 +791,29 @@ where
             .transpose()
     }
 
+    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
+        const OP: &str = "list users";
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY creation_date, id"
+        ))
+        .bind(tenant.as_str().to_owned())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| db_error(OP, e))?;
+        rows.iter().map(Self::user_from_row).collect()
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        const OP: &str = "list tenants";
+        let rows = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY creation_date, id"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| db_error(OP, e))?;
+        rows.iter().map(Self::tenant_from_row).collect()
+    }
+
     async fn users_by_email(
         &self,
         tenant: Option<&TenantId>,

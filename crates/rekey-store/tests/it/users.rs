@@ -10,7 +10,35 @@ conformance!(
     same_email_other_tenant_ok,
     duplicate_user_id_conflicts,
     user_of_unknown_tenant_is_not_found,
+    list_users_and_tenants_stay_within_their_tenant,
 );
+
+async fn list_users_and_tenants_stay_within_their_tenant(fx: Fixture) {
+    seed(&fx).await;
+    let ids = |users: Vec<rekey_core::model::User>| -> Vec<String> {
+        users.into_iter().map(|u| u.id.to_string()).collect()
+    };
+    let t1 = ids(fx.store.list_users(&tid("t1")).await.unwrap());
+    let t2 = ids(fx.store.list_users(&tid("t2")).await.unwrap());
+    assert!(!t1.is_empty() && !t2.is_empty());
+    assert!(t1.iter().all(|id| !t2.contains(id)), "{t1:?} / {t2:?}");
+    for id in &t1 {
+        assert_eq!(
+            fx.store.user_tenant(&uid(id)).await.unwrap(),
+            Some(tid("t1"))
+        );
+    }
+    assert!(fx.store.list_users(&tid("nope")).await.unwrap().is_empty());
+    let tenants: Vec<String> = fx
+        .store
+        .tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    assert!(tenants.contains(&"t1".to_owned()) && tenants.contains(&"t2".to_owned()));
+}
 
 async fn insert_and_get(fx: Fixture) {
     seed(&fx).await;
