@@ -104,12 +104,13 @@ pub fn respond<T: Serialize>(message: &T) -> Response {
     response
 }
 
-/// Rewrites RFC 3339 timestamps of `…Date` fields to UTC with `Z` and milliseconds.
+/// Rewrites the RFC 3339 timestamps of ZITADEL messages (`…Date`, `timestamp`,
+/// `passwordChanged`) to UTC with `Z` and milliseconds.
 pub fn zulu_timestamps(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                if key.ends_with("Date") {
+                if key.ends_with("Date") || key == "timestamp" || key == "passwordChanged" {
                     if let Value::String(s) = v {
                         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
                             *s = t.to_utc().to_rfc3339_opts(SecondsFormat::Millis, true);

@@ -155,13 +155,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         self.principal
             .as_ref()
             .map_or_else(|| "anonymous".to_owned(), Principal::actor)
     }
 
-    fn principal(&self) -> Result<&Principal, Error> {
+    pub(crate) fn principal(&self) -> Result<&Principal, Error> {
         self.principal.as_ref().ok_or_else(Error::unauthenticated)
     }
 }
@@ -217,6 +217,18 @@ pub struct NewUser {
     pub password: Option<SecretString>,
 }
 
+/// What the setup API can say about a new user beyond [`NewUser`].
+#[derive(Debug, Default)]
+pub struct NewUserOptions {
+    /// A caller-chosen id (ZITADEL lets importers keep theirs); generated when absent.
+    pub id: Option<UserId>,
+    pub email_verified: bool,
+    pub phone_verified: bool,
+    /// An argon2 PHC hash to import instead of a password.
+    pub password_hash: Option<String>,
+    pub change_required: bool,
+}
+
 /// A freshly created API token: the secret is shown once.
 pub struct IssuedToken {
     pub secret: SecretString,
@@ -224,16 +236,16 @@ pub struct IssuedToken {
 }
 
 pub struct Rekey {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    rng: Arc<dyn Random>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Arc<dyn Random>,
     codes: CodeMac,
     sealer: Sealer,
-    hasher: PasswordHasher,
-    config: Config,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) config: Config,
 }
 
-fn store_err(err: StoreError) -> Error {
+pub(crate) fn store_err(err: StoreError) -> Error {
     Error::from(err)
 }
 
@@ -291,11 +303,11 @@ impl Rekey {
         &self.hasher
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 
-    fn new_id(&self) -> String {
+    pub(crate) fn new_id(&self) -> String {
         new_id(self.clock.as_ref(), self.rng.as_ref())
     }
 
@@ -337,7 +349,7 @@ impl Rekey {
         self.find_user_in(&tenant, user_id).await
     }
 
-    async fn find_user_in(
+    pub(crate) async fn find_user_in(
         &self,
         tenant: &TenantId,
         user_id: &UserId,
@@ -352,7 +364,11 @@ impl Rekey {
 
     /// The v2 target of a call: the user themself or a user of the admin's tenant. Anything
     /// else looks exactly like a user that does not exist, so ids cannot be probed.
-    async fn v2_target(&self, principal: &Principal, user_id: &UserId) -> Result<User, Error> {
+    pub(crate) async fn v2_target(
+        &self,
+        principal: &Principal,
+        user_id: &UserId,
+    ) -> Result<User, Error> {
         let user = match &principal.role {
             Role::System => self.find_user(user_id).await?,
             Role::TenantAdmin(tenant) => self.find_user_in(tenant, user_id).await?,
@@ -955,6 +971,17 @@ impl Rekey {
     // ------------------------------------------------------------------ setup
 
     pub async fn add_tenant(&self, actor: &str, name: &str, cname: Cname) -> Result<Tenant, Error> {
+        self.add_tenant_with_id(actor, None, name, cname).await
+    }
+
+    /// Creates a tenant, with a caller-chosen id when given.
+    pub async fn add_tenant_with_id(
+        &self,
+        actor: &str,
+        id: Option<TenantId>,
+        name: &str,
+        cname: Cname,
+    ) -> Result<Tenant, Error> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(Error::invalid(
@@ -964,7 +991,7 @@ impl Rekey {
         }
         let now = self.now();
         let tenant = Tenant {
-            id: TenantId::from_trusted(self.new_id()),
+            id: id.unwrap_or_else(|| TenantId::from_trusted(self.new_id())),
             name: name.to_owned(),
             cname: cname.as_str().to_owned(),
             settings: TenantSettings::default(),
@@ -1025,6 +1052,17 @@ impl Rekey {
         tenant: &TenantId,
         new: NewUser,
     ) -> Result<User, Error> {
+        self.add_user_with(actor, tenant, new, NewUserOptions::default())
+            .await
+    }
+
+    pub async fn add_user_with(
+        &self,
+        actor: &str,
+        tenant: &TenantId,
+        new: NewUser,
+        options: NewUserOptions,
+    ) -> Result<User, Error> {
         let tenant = self
             .store
             .tenant(tenant)
@@ -1037,7 +1075,11 @@ impl Rekey {
                 settings.password.check(&password)?;
                 Some(self.hasher.hash(password).await?)
             }
-            None => None,
+            None => options
+                .password_hash
+                .as_deref()
+                .map(crate::hasher::check_phc)
+                .transpose()?,
         };
         let now = self.now();
         let display_name = new.display_name.unwrap_or_else(|| {
@@ -1050,15 +1092,17 @@ impl Rekey {
             }
         });
         let user = User {
-            id: UserId::from_trusted(self.new_id()),
+            id: options
+                .id
+                .unwrap_or_else(|| UserId::from_trusted(self.new_id())),
             tenant_id: tenant.id.clone(),
             username: new
                 .username
                 .unwrap_or_else(|| new.email.as_str().to_owned()),
             email: new.email.as_str().to_owned(),
-            email_verified: false,
+            email_verified: options.email_verified,
             phone: new.phone.map(|p| p.as_str().to_owned()),
-            phone_verified: false,
+            phone_verified: options.phone_verified,
             first_name: new.first_name,
             last_name: new.last_name,
             display_name,
@@ -1069,7 +1113,7 @@ impl Rekey {
                 UserState::Initial
             },
             password_hash: hash,
-            password_change_required: false,
+            password_change_required: options.change_required,
             sequence: 1,
             creation_date: now,
             change_date: now,

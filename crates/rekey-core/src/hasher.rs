@@ -40,6 +40,17 @@ impl HashParams {
     }
 }
 
+/// Accepts an imported password hash if it is an argon2 PHC string Rekey can verify.
+pub fn check_phc(phc: &str) -> Result<String, Error> {
+    match PasswordHash::new(phc) {
+        Ok(parsed) if parsed.algorithm.as_str().starts_with("argon2") => Ok(phc.to_owned()),
+        _ => Err(Error::invalid(
+            "REKEY-PwHsh",
+            "hashedPassword must be an argon2 PHC string ($argon2id$v=19$…)",
+        )),
+    }
+}
+
 /// The default pool width: all cores but one, at least one.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism()

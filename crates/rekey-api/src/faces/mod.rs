@@ -4,3 +4,4 @@
 pub mod f5;
 pub mod zitadel;
 pub mod zitadel_rest;
+pub mod zitadel_setup;

@@ -32,7 +32,7 @@ impl RequestMeta {
         }
     }
 
-    async fn authenticated(&self, state: &AppState) -> Result<Caller, Error> {
+    pub(crate) async fn authenticated(&self, state: &AppState) -> Result<Caller, Error> {
         Ok(Caller {
             principal: Some(auth::principal(state, &self.headers).await?),
             ip: self.ip.clone(),
@@ -40,7 +40,7 @@ impl RequestMeta {
     }
 }
 
-fn timestamp(t: DateTime<Utc>) -> pbjson_types::Timestamp {
+pub(crate) fn timestamp(t: DateTime<Utc>) -> pbjson_types::Timestamp {
     pbjson_types::Timestamp {
         seconds: t.timestamp(),
         nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),

@@ -1,0 +1,12 @@
+//! Black-box tests of the ZITADEL REST faces: the real router on a real socket, over a fresh
+//! SQLite and a fresh PostgreSQL database per test (every test runs on both).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+mod management_v1;
+mod password_reset;
+mod rate_limit;
+mod secrets;
+mod send_link;
+mod set_password;
