@@ -32,7 +32,22 @@ pub fn decode<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|err| describe(&err))
+    let mut value: Value = serde_json::from_slice(bytes).map_err(|err| describe(&err))?;
+    drop_nulls(&mut value);
+    serde_json::from_value(value).map_err(|err| describe(&err))
+}
+
+/// protojson reads `null` as "the default value"; pbjson refuses it for scalars and enums, so
+/// null members are removed before decoding (which is the same thing).
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 fn describe(err: &serde_json::Error) -> Error {

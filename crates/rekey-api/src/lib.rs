@@ -82,8 +82,9 @@ async fn not_found(uri: http::Uri) -> Response {
 }
 
 async fn method_not_allowed() -> Response {
+    // grpc-gateway answers a wrong method with UNIMPLEMENTED and status 405.
     let mut response = RestError(Error::new(
-        rekey_core::ErrorKind::InvalidArgument,
+        rekey_core::ErrorKind::Unimplemented,
         "REKEY-Meth1",
         "Method not allowed",
     ))

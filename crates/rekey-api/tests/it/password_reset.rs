@@ -16,8 +16,6 @@ both_dbs!(
     authentication_and_authorization,
     user_state_refusals,
     http_level_errors,
-    #[ignore = "BUG: protojson null (the field's default) is refused for scalar fields \
-                (crates/rekey-api/src/json.rs decode)"]
     protojson_null_is_the_default_value,
 );
 

@@ -1,0 +1,144 @@
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use rekey_testkit::{DbKind, TestDb};
+
+/// One installation: a database and a data directory, driven through the binary.
+pub struct Install {
+    pub db: TestDb,
+    pub data_dir: tempfile::TempDir,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Install {
+    pub async fn new(kind: DbKind) -> Self {
+        Self {
+            db: TestDb::new(kind),
+            data_dir: tempfile::tempdir().unwrap(),
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REKEY_DATABASE_URL", self.db.url())
+            .env("REKEY_DATA_DIR", self.data_dir.path())
+            .env("REKEY_ARGON2__MEMORY_KIB", "256")
+            .env("REKEY_ARGON2__ITERATIONS", "1")
+            // Secrets must stay out of logs even at the most verbose level.
+            .env("RUST_LOG", "trace,h2=info,hyper=info")
+            .current_dir(self.data_dir.path());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs a CLI command; panics with its stderr when it fails.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let output = self.command().args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "rekey {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    pub fn stdout(&self, args: &[&str]) -> String {
+        String::from_utf8(self.run(args).stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    pub fn serve(&self) -> Server {
+        let port = free_port();
+        let log = self.data_dir.path().join(format!("serve-{port}.log"));
+        let child = self
+            .command()
+            .arg("serve")
+            .env("REKEY_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not start: {}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// SIGTERM, then wait for a graceful exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.success(), self.stderr());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return (false, self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

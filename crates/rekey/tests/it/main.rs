@@ -1,0 +1,7 @@
+//! Black-box tests of the `rekey` binary: the README walk-through with the CLI and the
+//! seed-004 curl line, first start, configuration layering, and that no secret reaches a log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod harness;
