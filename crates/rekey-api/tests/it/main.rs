@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod f5;
 mod helpers;
 mod management_v1;
 mod password_reset;
