@@ -1,0 +1,187 @@
+//! Email over a real SMTP conversation: headers, parts, Message-ID, TLS modes, AUTH, the
+//! server's replies, outages, and the delayed-ACK stall.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rekey_core::clock::ManualClock;
+use rekey_core::model::Channel;
+use rekey_notify::email::{Sender, SmtpEmail};
+use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
+use rekey_notify::Transport;
+use secrecy::SecretString;
+
+use crate::sink::{free_port, SinkTls, SmtpSink};
+use crate::{at, Fixture, CODE, LINK};
+
+fn config(port: u16, tls: SmtpTls) -> SmtpConfig {
+    let mut config = SmtpConfig::new("127.0.0.1", tls);
+    config.port = Some(port);
+    config.accept_invalid_certs = true;
+    config.timeout = Duration::from_secs(5);
+    config
+}
+
+fn email_with(config: SmtpConfig) -> SmtpEmail {
+    SmtpEmail::new(
+        Arc::new(SmtpMailer::new(config).unwrap()),
+        Sender::new(
+            "rekey@example.com",
+            Some("Rekey Test"),
+            Some("helpdesk@example.com"),
+            "https://id.example.com/rekey",
+        )
+        .unwrap(),
+        Arc::new(ManualClock::new(at())),
+    )
+}
+
+fn email(port: u16) -> SmtpEmail {
+    email_with(config(port, SmtpTls::None))
+}
+
+#[tokio::test]
+async fn the_mail_arrives_with_headers_both_parts_and_a_stable_message_id() {
+    let sink = SmtpSink::start();
+    let email = email(sink.port);
+    let fixture = Fixture::new("m1", Channel::Email, "ada@example.com");
+    email.send(fixture.outgoing()).await.unwrap();
+    // A retry of the same outbox message (as after a crash before the commit).
+    email.send(fixture.outgoing()).await.unwrap();
+
+    let got = sink.wait_for(2).await;
+    assert_eq!(got.len(), 2);
+    let mail = &got[0];
+    assert_eq!(mail.mail_from, "rekey@example.com");
+    assert_eq!(mail.rcpt_tos, ["ada@example.com"]);
+    assert_eq!(mail.header("Message-ID"), "<m1.t1@id.example.com>");
+    assert_eq!(got[1].header("Message-ID"), "<m1.t1@id.example.com>");
+    assert_eq!(mail.header("From"), "\"Rekey Test\" <rekey@example.com>");
+    assert_eq!(mail.header("Reply-To"), "helpdesk@example.com");
+    assert_eq!(mail.header("To"), "\"Ada Lovelace\" <ada@example.com>");
+    assert_eq!(mail.header("Subject"), "Reset password");
+    assert!(mail.header("Date").contains("1 May 2026 08:00:00"));
+
+    let parsed = mail.parsed();
+    assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
+    let types: Vec<_> = parsed
+        .subparts
+        .iter()
+        .map(|p| p.ctype.mimetype.clone())
+        .collect();
+    assert_eq!(
+        types,
+        ["text/plain", "text/html"],
+        "plain first, HTML preferred"
+    );
+    let text = mail.part("text/plain");
+    assert!(text.starts_with("Hello Ada Lovelace,"), "{text}");
+    assert!(text.contains(&format!("(Code {CODE})")));
+    assert!(text.contains(LINK), "the link, intact: {text}");
+    let html = mail.part("text/html");
+    assert!(html.contains("<p>Hello Ada Lovelace,</p>"));
+    assert!(html.contains("code=QX7KM2PA&amp;orgID=t1"), "{html}");
+}
+
+#[tokio::test]
+async fn one_pooled_connection_has_no_delayed_ack_stall() {
+    // With the body and the end-of-data marker in separate writes and Nagle on, each message
+    // waits ~40 ms for the server's delayed ACK (~1.2 s for 30); with TCP_NODELAY it is a few ms.
+    let sink = SmtpSink::start();
+    let mut config = config(sink.port, SmtpTls::None);
+    config.max_connections = 1;
+    let email = email_with(config);
+    let fixture = Fixture::new("warm", Channel::Email, "ada@example.com");
+    email.send(fixture.outgoing()).await.unwrap(); // connect outside the timing
+    let started = Instant::now();
+    for i in 0..30 {
+        let fixture = Fixture::new(&format!("m{i}"), Channel::Email, "ada@example.com");
+        email.send(fixture.outgoing()).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(sink.wait_for(31).await.len(), 31);
+    assert!(
+        elapsed < Duration::from_millis(600),
+        "30 messages on one connection took {elapsed:?}: the delayed-ACK stall is back"
+    );
+}
+
+#[tokio::test]
+async fn server_replies_decide_retry_or_park_and_name_no_address() {
+    let sink = SmtpSink::start();
+    let email = email(sink.port);
+    let rejected = Fixture::new("m1", Channel::Email, "reject@example.com");
+    let err = email.send(rejected.outgoing()).await.unwrap_err();
+    assert!(err.permanent, "{err:?}");
+    assert_eq!(err.reason, "smtp: server replied 550");
+    let later = Fixture::new("m2", Channel::Email, "tempfail@example.com");
+    let err = email.send(later.outgoing()).await.unwrap_err();
+    assert!(!err.permanent, "{err:?}");
+    assert_eq!(err.reason, "smtp: server replied 451");
+    // The connection that saw the errors is gone; the next message goes through.
+    let fine = Fixture::new("m3", Channel::Email, "ada@example.com");
+    email.send(fine.outgoing()).await.unwrap();
+    assert_eq!(sink.wait_for(1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_smtp_outage_is_transient_and_a_restarted_server_is_reconnected() {
+    let port = free_port();
+    let email = email(port);
+    let fixture = Fixture::new("m1", Channel::Email, "ada@example.com");
+    let err = email.send(fixture.outgoing()).await.unwrap_err();
+    assert!(!err.permanent);
+    assert!(err.reason.starts_with("smtp: cannot connect"), "{err:?}");
+
+    let first = SmtpSink::start_with(port, SinkTls::None, None);
+    email.send(fixture.outgoing()).await.unwrap();
+    assert_eq!(first.wait_for(1).await.len(), 1);
+    drop(first); // the pooled connection dies with the server
+    let second = SmtpSink::start_with(port, SinkTls::None, None);
+    email.send(fixture.outgoing()).await.unwrap();
+    assert_eq!(second.wait_for(1).await.len(), 1, "reconnected, no error");
+}
+
+async fn send_over_tls(sink_tls: SinkTls, tls: SmtpTls) {
+    let sink = SmtpSink::start_with(0, sink_tls, Some("mailer:s3cret"));
+    let mut config = config(sink.port, tls);
+    config.username = Some("mailer".to_owned());
+    config.password = Some(SecretString::from("s3cret"));
+    let email = email_with(config.clone());
+    for id in ["m1", "m2"] {
+        let fixture = Fixture::new(id, Channel::Email, "ada@example.com");
+        email.send(fixture.outgoing()).await.unwrap();
+    }
+    let got = sink.wait_for(2).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].header("Message-ID"), "<m2.t1@id.example.com>");
+
+    config.password = Some(SecretString::from("wrong"));
+    let fixture = Fixture::new("m3", Channel::Email, "ada@example.com");
+    let err = email_with(config)
+        .send(fixture.outgoing())
+        .await
+        .unwrap_err();
+    assert!(err.permanent, "535 authentication failed: {err:?}");
+    assert!(!err.reason.contains("wrong"));
+}
+
+#[tokio::test]
+async fn starttls_with_auth() {
+    send_over_tls(SinkTls::StartTls, SmtpTls::StartTls).await;
+}
+
+#[tokio::test]
+async fn implicit_tls_with_auth() {
+    send_over_tls(SinkTls::Implicit, SmtpTls::Tls).await;
+}
+
+#[tokio::test]
+async fn starttls_required_but_not_offered_is_refused() {
+    let sink = SmtpSink::start();
+    let email = email_with(config(sink.port, SmtpTls::StartTls));
+    let fixture = Fixture::new("m1", Channel::Email, "ada@example.com");
+    let err = email.send(fixture.outgoing()).await.unwrap_err();
+    assert_eq!(err.reason, "smtp: the server does not offer STARTTLS");
+    assert!(sink.received().is_empty(), "nothing sent in the clear");
+}

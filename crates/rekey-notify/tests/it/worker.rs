@@ -1,0 +1,258 @@
+//! The worker end to end: a real store (an SQLite file), sealed messages as the core writes
+//! them, the real SMTP transport and a real SMTP server — including an SMTP outage.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rekey_core::clock::{OsRandom, Random, SystemClock};
+use rekey_core::crypto::Sealer;
+use rekey_core::ids::{TenantId, UserId};
+use rekey_core::keys::KeyRing;
+use rekey_core::model::{
+    Channel, MessageKind, NewEvent, OutboxMessage, OutboxState, Tenant, TenantSettings, User,
+    UserState,
+};
+use rekey_core::outbox::MessagePayload;
+use rekey_core::store::{Store, UserChange};
+use rekey_notify::email::{Sender, SmtpEmail};
+use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
+use rekey_notify::{Templates, Transports, Worker, WorkerConfig};
+use tokio::sync::Notify;
+
+use crate::sink::{free_port, SinkTls, SmtpSink};
+use crate::CODE;
+
+struct Setup {
+    store: Arc<dyn Store>,
+    sealer: Sealer,
+    _dir: tempfile::TempDir,
+}
+
+fn event() -> NewEvent {
+    NewEvent {
+        kind: "test",
+        actor: "test".to_owned(),
+        ip: None,
+        payload: serde_json::json!({}),
+    }
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rekey.db").display());
+    let store = rekey_store::connect(&url).await.unwrap();
+    let now = chrono::Utc::now();
+    store
+        .insert_tenant(
+            &Tenant {
+                id: TenantId::parse("t1").unwrap(),
+                name: "T1".to_owned(),
+                cname: "t1.example".to_owned(),
+                settings: TenantSettings::default(),
+                creation_date: now,
+                change_date: now,
+            },
+            &event(),
+        )
+        .await
+        .unwrap();
+    store
+        .insert_user(
+            &User {
+                id: UserId::parse("u1").unwrap(),
+                tenant_id: TenantId::parse("t1").unwrap(),
+                username: "ada".to_owned(),
+                email: "ada@example.com".to_owned(),
+                email_verified: true,
+                phone: None,
+                phone_verified: false,
+                first_name: "Ada".to_owned(),
+                last_name: "Lovelace".to_owned(),
+                display_name: "Ada Lovelace".to_owned(),
+                preferred_language: "de".to_owned(),
+                state: UserState::Active,
+                password_hash: None,
+                password_change_required: false,
+                sequence: 1,
+                creation_date: now,
+                change_date: now,
+            },
+            &event(),
+        )
+        .await
+        .unwrap();
+    let sealer = Sealer::new(KeyRing::parse(&KeyRing::generate_spec("o1", &OsRandom)).unwrap());
+    Setup {
+        store,
+        sealer,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    async fn queue(&self, count: usize) {
+        let now = chrono::Utc::now();
+        let payload = MessagePayload {
+            tenant_id: "t1".to_owned(),
+            user_id: "u1".to_owned(),
+            display_name: "Ada Lovelace".to_owned(),
+            language: "de".to_owned(),
+            code: Some(CODE.to_owned()),
+            link: Some(format!(
+                "https://id.example.com/ui/password/reset?code={CODE}"
+            )),
+            expires_at: Some(now + chrono::Duration::hours(1)),
+        };
+        let mut change = UserChange::new(
+            TenantId::parse("t1").unwrap(),
+            UserId::parse("u1").unwrap(),
+            now,
+            event(),
+        );
+        for i in 0..count {
+            let id = format!("m{i:03}");
+            let (key_id, body) = payload.seal(&self.sealer, &OsRandom, &id).unwrap();
+            change.outbox.push(OutboxMessage {
+                idempotency_key: format!("{id}.t1"),
+                id,
+                tenant_id: TenantId::parse("t1").unwrap(),
+                user_id: UserId::parse("u1").unwrap(),
+                channel: Channel::Email,
+                recipient: Some("ada@example.com".to_owned()),
+                kind: MessageKind::PasswordReset,
+                key_id,
+                body,
+                state: OutboxState::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                last_error: None,
+                created_at: now,
+                sent_at: None,
+            });
+        }
+        self.store.change_user(&change).await.unwrap();
+    }
+
+    fn worker(&self, smtp_port: u16, config: WorkerConfig) -> Worker {
+        let mut smtp = SmtpConfig::new("127.0.0.1", SmtpTls::None);
+        smtp.port = Some(smtp_port);
+        smtp.timeout = Duration::from_secs(5);
+        smtp.max_connections = config.concurrency;
+        let email = SmtpEmail::new(
+            Arc::new(SmtpMailer::new(smtp).unwrap()),
+            Sender::new(
+                "rekey@example.com",
+                Some("Rekey"),
+                None,
+                "https://id.example.com",
+            )
+            .unwrap(),
+            Arc::new(SystemClock),
+        );
+        let rng: Arc<dyn Random> = Arc::new(OsRandom);
+        Worker::new(
+            self.store.clone(),
+            self.sealer.clone(),
+            Templates::builtin().unwrap(),
+            Transports {
+                email: Some(Arc::new(email)),
+                sms: None,
+            },
+            Arc::new(SystemClock),
+            rng,
+            config,
+        )
+    }
+
+    async fn all(&self) -> Vec<OutboxMessage> {
+        self.store.outbox_messages(None, 0).await.unwrap()
+    }
+}
+
+fn config() -> WorkerConfig {
+    WorkerConfig {
+        poll: Duration::from_millis(25),
+        lease: Duration::from_secs(30),
+        max_attempts: 8,
+        backoff: Duration::from_millis(100),
+        concurrency: 4,
+    }
+}
+
+/// Runs the worker until `done` says so (checked every 25 ms, at most 15 s), then stops it.
+async fn run_until(worker: Worker, done: impl AsyncFn() -> bool) {
+    let stop = Arc::new(Notify::new());
+    let run = tokio::spawn(worker.run({
+        let stop = stop.clone();
+        async move { stop.notified().await }
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !done().await && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop.notify_one();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn queued_messages_arrive_once_each_and_their_bodies_are_erased() {
+    let sink = SmtpSink::start();
+    let s = setup().await;
+    s.queue(40).await;
+    run_until(s.worker(sink.port, config()), async || {
+        sink.received().len() >= 40
+    })
+    .await;
+
+    let got = sink.received();
+    assert_eq!(got.len(), 40);
+    let ids: HashSet<String> = got.iter().map(|m| m.header("Message-ID")).collect();
+    assert_eq!(ids.len(), 40, "one distinct Message-ID per message");
+    assert!(ids.contains("<m000.t1@id.example.com>"));
+    assert_eq!(
+        got[0].header("Subject"),
+        "Passwort zurücksetzen",
+        "the user's language"
+    );
+    assert!(got[0].part("text/plain").contains(CODE));
+
+    let all = s.all().await;
+    assert!(all
+        .iter()
+        .all(|m| m.state == OutboxState::Sent && m.body.is_empty() && m.sent_at.is_some()));
+}
+
+#[tokio::test]
+async fn an_smtp_outage_delays_delivery_without_losing_or_doubling_messages() {
+    let port = free_port();
+    let s = setup().await;
+    s.queue(3).await;
+    let worker = s.worker(port, config());
+
+    // SMTP is down: every attempt fails and is rescheduled with backoff.
+    let outcomes = worker.run_once().await.unwrap();
+    assert_eq!(outcomes.len(), 3);
+    for m in s.all().await {
+        assert_eq!((m.state, m.attempts), (OutboxState::Pending, 1));
+        let error = m.last_error.unwrap();
+        assert!(error.starts_with("smtp: cannot connect"), "{error}");
+        assert!(!m.body.is_empty());
+    }
+
+    // It comes back: the retries deliver each message once.
+    let sink = SmtpSink::start_with(port, SinkTls::None, None);
+    run_until(worker, async || sink.received().len() >= 3).await;
+    let got = sink.received();
+    let ids: HashSet<String> = got.iter().map(|m| m.header("Message-ID")).collect();
+    assert_eq!(got.len(), 3);
+    assert_eq!(ids.len(), 3);
+    for m in s.all().await {
+        assert_eq!(m.state, OutboxState::Sent);
+        assert!(m.attempts >= 2);
+        assert_eq!(m.last_error, None);
+    }
+}
