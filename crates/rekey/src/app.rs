@@ -15,7 +15,11 @@ use rekey_core::hasher::{default_threads, HashParams, PasswordHasher};
 use rekey_core::keys::KeyRing;
 use rekey_core::model::{CodeAlphabet, Role};
 use rekey_core::password::PasswordPolicy;
-use secrecy::ExposeSecret;
+use rekey_notify::email::{Sender, SmtpEmail};
+use rekey_notify::sms::{self, TwilioSms, WebhookSms};
+use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
+use rekey_notify::{Templates, Transport, Transports, Worker, WorkerConfig};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::Settings;
 
@@ -130,26 +134,136 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Rekey>> {
 }
 
 pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
-    let email = if settings.smtp.host.is_some() {
-        "configured (delivery arrives with the outbox worker)"
-    } else {
-        "not configured: email messages stay queued"
+    let email = match &settings.smtp.host {
+        Some(host) => {
+            let tls = smtp_tls(settings)?;
+            let port = settings.smtp.port.unwrap_or_else(|| tls.default_port());
+            format!("configured: {host}:{port} ({})", settings.smtp.tls)
+        }
+        None => "not configured: email messages stay queued".to_owned(),
     };
-    let sms = if settings.sms.webhook_url.is_some() || settings.sms.twilio_account_sid.is_some() {
-        "configured (delivery arrives with the outbox worker)"
-    } else {
-        "not configured: SMS messages stay queued"
+    let sms = match sms_provider(settings)? {
+        Some(SmsProvider::Webhook) => "configured: webhook".to_owned(),
+        Some(SmsProvider::Twilio) => "configured: twilio".to_owned(),
+        None => "not configured: SMS messages stay queued".to_owned(),
     };
     Ok(ServeSettings {
         body_limit_bytes: settings.body_limit_bytes,
         request_timeout: Duration::from_millis(settings.request_timeout_ms),
         trusted_proxies: settings.trusted_proxy_nets()?,
         unauth_deadline: Duration::from_millis(settings.unauth_deadline_ms),
-        channels: vec![
-            ("email".to_owned(), email.to_owned()),
-            ("sms".to_owned(), sms.to_owned()),
-        ],
+        channels: vec![("email".to_owned(), email), ("sms".to_owned(), sms)],
     })
+}
+
+fn smtp_tls(settings: &Settings) -> anyhow::Result<SmtpTls> {
+    SmtpTls::parse(&settings.smtp.tls)
+        .ok_or_else(|| anyhow::anyhow!("smtp.tls must be none, starttls or tls"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SmsProvider {
+    Webhook,
+    Twilio,
+}
+
+fn set(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The SMS provider in use: the webhook when its URL is set (it wins over Twilio, SPEC §12),
+/// else Twilio when configured — completely, or it is an error.
+fn sms_provider(settings: &Settings) -> anyhow::Result<Option<SmsProvider>> {
+    let sms = &settings.sms;
+    if set(&sms.webhook_url).is_some() {
+        return Ok(Some(SmsProvider::Webhook));
+    }
+    let twilio = [
+        set(&sms.twilio_account_sid),
+        set(&sms.twilio_auth_token),
+        set(&sms.twilio_from),
+    ];
+    match twilio.iter().filter(|v| v.is_some()).count() {
+        0 => Ok(None),
+        3 => Ok(Some(SmsProvider::Twilio)),
+        _ => anyhow::bail!(
+            "Twilio needs all of sms.twilio_account_sid, sms.twilio_auth_token and sms.twilio_from"
+        ),
+    }
+}
+
+/// The outbox worker of `serve`, with a transport for each configured channel, and the SMTP
+/// mailer (to close its pooled connections at shutdown).
+pub fn outbox_worker(
+    settings: &Settings,
+    rekey: &Rekey,
+) -> anyhow::Result<(Worker, Option<Arc<SmtpMailer>>)> {
+    let config = WorkerConfig {
+        poll: Duration::from_millis(settings.outbox.poll_ms),
+        lease: Duration::from_millis(settings.outbox.lease_ms),
+        max_attempts: settings.outbox.max_attempts,
+        backoff: Duration::from_millis(settings.outbox.backoff_ms),
+        concurrency: settings.outbox.concurrency,
+    };
+    let clock = rekey.clock().clone();
+    let mut transports = Transports::default();
+    let mut mailer = None;
+    if let Some(host) = set(&settings.smtp.host) {
+        let smtp = &settings.smtp;
+        let mut smtp_config = SmtpConfig::new(host, smtp_tls(settings)?);
+        smtp_config.port = smtp.port;
+        smtp_config.username = set(&smtp.username).map(str::to_owned);
+        smtp_config.password = smtp.password.clone().map(SecretString::from);
+        smtp_config.accept_invalid_certs = smtp.accept_invalid_certs;
+        smtp_config.max_connections = config.concurrency;
+        smtp_config.timeout = config.send_timeout();
+        let smtp_mailer = Arc::new(SmtpMailer::new(smtp_config)?);
+        let sender = Sender::new(
+            &smtp.from,
+            smtp.from_name.as_deref(),
+            smtp.reply_to.as_deref(),
+            &settings.public_url,
+        )?;
+        transports.email = Some(Arc::new(SmtpEmail::new(
+            smtp_mailer.clone(),
+            sender,
+            clock.clone(),
+        )));
+        mailer = Some(smtp_mailer);
+    }
+    let sms = &settings.sms;
+    let http = || sms::http_client(config.send_timeout()).context("building the HTTP client");
+    transports.sms = match sms_provider(settings)? {
+        Some(SmsProvider::Webhook) => {
+            let secret = set(&sms.webhook_secret).map(SecretString::from);
+            if secret.is_none() {
+                tracing::warn!("sms.webhook_secret is not set: SMS webhook requests are unsigned");
+            }
+            let url = set(&sms.webhook_url).unwrap_or_default().to_owned();
+            Some(
+                Arc::new(WebhookSms::new(http()?, url, secret, clock.clone()))
+                    as Arc<dyn Transport>,
+            )
+        }
+        Some(SmsProvider::Twilio) => Some(Arc::new(TwilioSms::new(
+            http()?,
+            set(&sms.twilio_base_url),
+            set(&sms.twilio_account_sid).unwrap_or_default().to_owned(),
+            SecretString::from(set(&sms.twilio_auth_token).unwrap_or_default()),
+            set(&sms.twilio_from).unwrap_or_default().to_owned(),
+        ))),
+        None => None,
+    };
+    let worker = Worker::new(
+        rekey.store().clone(),
+        rekey.sealer().clone(),
+        Templates::builtin()?,
+        transports,
+        clock,
+        Arc::new(OsRandom),
+        config,
+    );
+    Ok((worker, mailer))
 }
 
 /// Runs the server until SIGINT/SIGTERM, finishing in-flight requests.
@@ -176,18 +290,32 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         rekey,
         settings: Arc::new(serve_settings(&settings)?),
     };
+    let (worker, mailer) = outbox_worker(&settings, &state.rekey)?;
     let app = rekey_api::router(state);
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "rekey is serving");
-    axum::serve(
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let delivery = tokio::spawn(worker.run(async move {
+        let _ = worker_stopped.await;
+    }));
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("server failed")?;
+    .await;
+    // The requests are done (their messages are queued); the worker finishes the sends in
+    // flight and leaves the rest pending for the next start.
+    let _ = stop_worker.send(());
+    if let Err(err) = delivery.await {
+        tracing::error!(error = %err, "outbox worker failed");
+    }
+    if let Some(mailer) = mailer {
+        mailer.close().await;
+    }
+    served.context("server failed")?;
     tracing::info!("rekey stopped");
     Ok(())
 }
@@ -212,4 +340,75 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use rekey_core::model::Channel;
+
+    use super::*;
+
+    fn settings(dir: &Path) -> Settings {
+        let mut settings = Settings {
+            data_dir: dir.to_owned(),
+            ..Settings::default()
+        };
+        settings.argon2.memory_kib = 64;
+        settings.argon2.iterations = 1;
+        settings
+    }
+
+    fn channel_lines(settings: &Settings) -> Vec<(String, String)> {
+        serve_settings(settings).unwrap().channels
+    }
+
+    #[tokio::test]
+    async fn channels_follow_the_settings_and_the_webhook_wins_over_twilio() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        let rekey = build(&s).await.unwrap();
+        let (worker, mailer) = outbox_worker(&s, &rekey).unwrap();
+        assert!(worker.channels().is_empty() && mailer.is_none());
+        assert_eq!(
+            channel_lines(&s),
+            [
+                (
+                    "email".to_owned(),
+                    "not configured: email messages stay queued".to_owned()
+                ),
+                (
+                    "sms".to_owned(),
+                    "not configured: SMS messages stay queued".to_owned()
+                ),
+            ]
+        );
+
+        s.smtp.host = Some("127.0.0.1".to_owned());
+        s.smtp.tls = "none".to_owned();
+        s.sms.twilio_account_sid = Some("AC1".to_owned());
+        s.sms.twilio_auth_token = Some("token".to_owned());
+        s.sms.twilio_from = Some("+15550001".to_owned());
+        let (worker, mailer) = outbox_worker(&s, &rekey).unwrap();
+        assert_eq!(worker.channels(), [Channel::Email, Channel::Sms]);
+        assert!(mailer.is_some());
+        assert_eq!(channel_lines(&s)[0].1, "configured: 127.0.0.1:25 (none)");
+        assert_eq!(channel_lines(&s)[1].1, "configured: twilio");
+
+        s.sms.webhook_url = Some("http://127.0.0.1:9/hook".to_owned());
+        assert_eq!(sms_provider(&s).unwrap(), Some(SmsProvider::Webhook));
+        assert_eq!(channel_lines(&s)[1].1, "configured: webhook");
+    }
+
+    #[test]
+    fn a_partial_twilio_configuration_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.sms.twilio_account_sid = Some("AC1".to_owned());
+        s.sms.twilio_from = Some("+15550001".to_owned());
+        assert!(sms_provider(&s).is_err());
+        assert!(serve_settings(&s).is_err());
+        s.sms.twilio_auth_token = Some("  ".to_owned());
+        assert!(sms_provider(&s).is_err(), "blank counts as unset");
+    }
 }

@@ -133,12 +133,22 @@ pub struct EventSettings {
     pub webhook_secret: Option<String>,
 }
 
+/// The delivery worker (`REKEY_OUTBOX__…`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OutboxSettings {
+    /// `POLL_MS`: how often an idle worker looks for due messages.
     pub poll_ms: u64,
+    /// `MAX_ATTEMPTS`: attempts before a message is parked as failed.
     pub max_attempts: u32,
+    /// `BACKOFF_MS`: wait before the second attempt, doubled for each further one (±20%).
     pub backoff_ms: u64,
+    /// `LEASE_MS`: how long a claimed message is reserved for the worker that claimed it; a
+    /// worker that dies mid-send leaves its messages to others after this long. Each send's
+    /// timeouts are a third of it (at most 30 s).
+    pub lease_ms: u64,
+    /// `CONCURRENCY`: messages in flight at once (and SMTP connections).
+    pub concurrency: usize,
 }
 
 impl Default for Settings {
@@ -236,6 +246,8 @@ impl Default for OutboxSettings {
             poll_ms: 500,
             max_attempts: 8,
             backoff_ms: 1000,
+            lease_ms: 60_000,
+            concurrency: 8,
         }
     }
 }
@@ -345,6 +357,14 @@ impl Settings {
         if !matches!(self.smtp.tls.as_str(), "none" | "starttls" | "tls") {
             bail!("smtp.tls must be none, starttls or tls");
         }
+        if self.outbox.max_attempts == 0 || self.outbox.concurrency == 0 {
+            bail!("outbox.max_attempts and outbox.concurrency must be at least 1");
+        }
+        // Send timeouts are derived from the lease (a third of it, at most 30 s), so a send
+        // always ends before its lease; below a second they would cut off healthy servers.
+        if self.outbox.lease_ms < 1_000 {
+            bail!("outbox.lease_ms must be at least 1000");
+        }
         self.trusted_proxy_nets()?;
         Ok(())
     }
@@ -427,6 +447,12 @@ mod tests {
             jail.set_env("REKEY_TRUSTED_PROXIES", "10.0.0.0/8, not-a-cidr");
             assert!(Settings::load(None).is_err());
             jail.set_env("REKEY_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1");
+            jail.set_env("REKEY_OUTBOX__LEASE_MS", "999");
+            assert!(Settings::load(None).is_err());
+            jail.set_env("REKEY_OUTBOX__LEASE_MS", "2000");
+            jail.set_env("REKEY_OUTBOX__CONCURRENCY", "0");
+            assert!(Settings::load(None).is_err());
+            jail.set_env("REKEY_OUTBOX__CONCURRENCY", "2");
             assert_eq!(
                 Settings::load(None)
                     .unwrap()
@@ -461,5 +487,8 @@ mod tests {
         assert_eq!(s.unauth_deadline_ms, 400);
         assert_eq!(s.argon2.queue, 64);
         assert_eq!(s.outbox.max_attempts, 8);
+        assert_eq!(s.outbox.poll_ms, 500);
+        assert_eq!(s.outbox.backoff_ms, 1000);
+        assert_eq!(s.outbox.lease_ms, 60_000);
     }
 }
