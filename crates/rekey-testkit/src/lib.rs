@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod smtp;
+
 use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection};
