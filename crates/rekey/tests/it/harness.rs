@@ -39,6 +39,10 @@ impl Install {
         cmd
     }
 
+    pub fn set_env(&mut self, key: &str, value: impl Into<String>) {
+        self.extra_env.push((key.to_owned(), value.into()));
+    }
+
     /// Runs a CLI command; panics with its stderr when it fails.
     pub fn run(&self, args: &[&str]) -> Output {
         let output = self.command().args(args).output().unwrap();
@@ -58,10 +62,18 @@ impl Install {
     }
 
     pub fn serve(&self) -> Server {
-        let port = free_port();
+        self.serve_on(free_port())
+    }
+
+    /// Serves on `port`; links in messages point at this server unless the test configured
+    /// `REKEY_PUBLIC_URL` itself.
+    pub fn serve_on(&self, port: u16) -> Server {
         let log = self.data_dir.path().join(format!("serve-{port}.log"));
-        let child = self
-            .command()
+        let mut command = self.command();
+        if !self.extra_env.iter().any(|(k, _)| k == "REKEY_PUBLIC_URL") {
+            command.env("REKEY_PUBLIC_URL", format!("http://127.0.0.1:{port}"));
+        }
+        let child = command
             .arg("serve")
             .env("REKEY_LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -125,6 +137,16 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl Server {
+    /// `kill -9`: no shutdown, nothing flushed.
+    pub fn kill9(mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 }
 
