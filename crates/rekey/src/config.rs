@@ -302,6 +302,40 @@ redacted_debug!(EventSettings {
     webhook_secret
 });
 
+/// Keys whose values are text, however numeric they look.
+const TEXT_KEYS: &[&str] = &[
+    "database_url",
+    "listen",
+    "public_url",
+    "data_dir",
+    "trusted_proxies",
+    "log_format",
+    "keys.code_hmac",
+    "keys.outbox",
+    "code.alphabet",
+    "smtp.host",
+    "smtp.tls",
+    "smtp.username",
+    "smtp.password",
+    "smtp.from",
+    "smtp.from_name",
+    "smtp.reply_to",
+    "sms.webhook_url",
+    "sms.webhook_secret",
+    "sms.twilio_base_url",
+    "sms.twilio_account_sid",
+    "sms.twilio_auth_token",
+    "sms.twilio_from",
+    "tls.cert",
+    "tls.key",
+    "events.webhook_url",
+    "events.webhook_secret",
+];
+
+fn is_text_key(key: &str) -> bool {
+    TEXT_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
 /// `REKEY_SMTP__PASSWORD_FILE` → (`smtp.password`, file content without the final newline).
 fn file_secrets(
     vars: impl Iterator<Item = (String, String)>,
@@ -331,11 +365,17 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(file));
         }
+        let env = || Env::prefixed("REKEY_").split("__");
         figment = figment.merge(
-            Env::prefixed("REKEY_")
-                .split("__")
-                .filter(|key| !key.as_str().ends_with("_file")),
+            env().filter(|key| !key.as_str().ends_with("_file") && !is_text_key(key.as_str())),
         );
+        // Text keys are taken verbatim: figment would read `+15005550006` or `12345` as a
+        // number (dropping the `+`) and then refuse it for a string field.
+        for (key, value) in env().iter() {
+            if is_text_key(key.as_str()) {
+                figment = figment.merge((key.as_str().to_owned(), value));
+            }
+        }
         for (key, value) in file_secrets(std::env::vars())? {
             figment = figment.merge((key, value));
         }
@@ -426,6 +466,9 @@ mod tests {
             jail.set_env("REKEY_SMTP__PORT", "587");
             jail.set_env("REKEY_LIMITS__MESSAGES_PER_USER_PER_HOUR", "3");
             jail.set_env("REKEY_SMTP__PASSWORD_FILE", "smtp-password");
+            // Numeric-looking text stays text.
+            jail.set_env("REKEY_SMS__TWILIO_FROM", "+15005550006");
+            jail.set_env("REKEY_SMTP__USERNAME", "12345");
             let s = Settings::load(Some(Path::new("rekey.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(s.listen, "0.0.0.0:9000"); // TOML over default
             assert_eq!(s.public_url, "https://env.test"); // env over TOML
@@ -434,6 +477,8 @@ mod tests {
             assert_eq!(s.code.length, 12);
             assert_eq!(s.limits.messages_per_user_per_hour, 3);
             assert_eq!(s.smtp.password.as_deref(), Some("from-file"));
+            assert_eq!(s.sms.twilio_from.as_deref(), Some("+15005550006"));
+            assert_eq!(s.smtp.username.as_deref(), Some("12345"));
             Ok(())
         });
     }

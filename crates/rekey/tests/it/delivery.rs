@@ -389,3 +389,156 @@ async fn kill_dash_9_loses_nothing(kind: DbKind) {
 rekey_testkit::both_dbs!(seed_curl_lines_deliver_working_links);
 rekey_testkit::both_dbs!(smtp_outage_is_retried);
 rekey_testkit::both_dbs!(kill_dash_9_loses_nothing);
+
+/// A local HTTP receiver standing in for an SMS gateway: records each request's path,
+/// headers and body.
+struct Receiver {
+    base: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, http::HeaderMap, String)>>>,
+}
+
+async fn receiver() -> Receiver {
+    use axum::extract::{Request, State};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, http::HeaderMap, String)>>>;
+    async fn record(State(seen): State<Seen>, request: Request) -> &'static str {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        seen.lock().unwrap().push((
+            parts.uri.path().to_owned(),
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+        "{}"
+    }
+    let seen: Seen = Default::default();
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver { base, seen }
+}
+
+impl Receiver {
+    async fn wait_for(&self, n: usize) -> Vec<(String, http::HeaderMap, String)> {
+        for _ in 0..200 {
+            if self.seen.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// SMS through both providers: v1 `TYPE_SMS` to a signed webhook, v2 `NOTIFICATION_TYPE_SMS`
+/// to Twilio's Messages API; the code in each SMS sets the password.
+async fn sms_codes_reach_webhook_and_twilio(kind: DbKind) {
+    for provider in ["webhook", "twilio"] {
+        let gateway = receiver().await;
+        let mut install = Install::new(kind).await;
+        with_smtp(&mut install, free_port());
+        if provider == "webhook" {
+            install.set_env("REKEY_SMS__WEBHOOK_URL", format!("{}/sms", gateway.base));
+            install.set_env("REKEY_SMS__WEBHOOK_SECRET", "webhook-secret");
+        } else {
+            install.set_env("REKEY_SMS__TWILIO_BASE_URL", gateway.base.clone());
+            install.set_env("REKEY_SMS__TWILIO_ACCOUNT_SID", "AC123");
+            install.set_env("REKEY_SMS__TWILIO_AUTH_TOKEN", "twilio-token");
+            install.set_env("REKEY_SMS__TWILIO_FROM", "+15005550006");
+        }
+        let tenant = install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
+        let user = install.stdout(&[
+            "user",
+            "add",
+            "--tenant",
+            "example",
+            "--email",
+            "hello@example.com",
+            "--phone",
+            "+41791234567",
+            "--password",
+            "Correct-Horse-Battery-9",
+        ]);
+        let admin = install.stdout(&[
+            "token",
+            "create",
+            "--role",
+            "tenant-admin",
+            "--tenant",
+            "example",
+        ]);
+        let server = install.serve();
+        let (url, body) = if provider == "webhook" {
+            (
+                format!("{}/management/v1/users/{user}/password/_reset", server.base),
+                r#"{"type":"TYPE_SMS"}"#.to_owned(),
+            )
+        } else {
+            (
+                format!("{}/v2/users/{user}/password_reset", server.base),
+                r#"{"sendLink":{"notificationType":"NOTIFICATION_TYPE_SMS"}}"#.to_owned(),
+            )
+        };
+        let answer = curl(&[
+            "--request",
+            "POST",
+            "--url",
+            &url,
+            "--header",
+            &format!("Authorization: Bearer {admin}"),
+            "--header",
+            &format!("x-zitadel-orgid: {tenant}"),
+            "--data",
+            &body,
+        ]);
+        assert_eq!(answer["details"]["resourceOwner"], tenant.as_str());
+        let seen = gateway.wait_for(1).await;
+        assert_eq!(seen.len(), 1, "{provider}: one SMS");
+        let (path, headers, body) = &seen[0];
+        let code = if provider == "webhook" {
+            assert_eq!(path, "/sms");
+            let signature = headers["x-rekey-signature"].to_str().unwrap();
+            assert!(
+                signature.starts_with("t=") && signature.contains(",v1="),
+                "{signature}"
+            );
+            let payload: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                payload["contextInfo"]["recipientPhoneNumber"],
+                "+41791234567"
+            );
+            assert_eq!(
+                payload["contextInfo"]["eventType"],
+                "user.human.password.code.added"
+            );
+            assert_eq!(payload["args"]["userID"], user.as_str());
+            payload["args"]["code"].as_str().unwrap().to_owned()
+        } else {
+            assert_eq!(path, "/2010-04-01/Accounts/AC123/Messages.json");
+            let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
+            assert_eq!(form["To"], "+41791234567");
+            assert_eq!(form["From"], "+15005550006");
+            let auth = headers["authorization"].to_str().unwrap();
+            assert!(auth.starts_with("Basic "), "{auth}");
+            // The SMS text carries the code: the only run of 8 code characters in it.
+            form["Body"]
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .find(|w| {
+                    w.len() == 8
+                        && w.chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                })
+                .unwrap_or_else(|| panic!("no code in {:?}", form["Body"]))
+                .to_owned()
+        };
+        let status = set_password(&server, &user, &code, "Texted-Passphrase-77").await;
+        assert_eq!(status, 200, "{provider}: the texted code works");
+        drop(server);
+    }
+}
+
+rekey_testkit::both_dbs!(sms_codes_reach_webhook_and_twilio);
