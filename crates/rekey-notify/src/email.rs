@@ -65,11 +65,12 @@ impl Sender {
     }
 }
 
-/// The host of `public_url`, or `rekey` when it has none.
+/// The host of `public_url` (an IPv6 address in brackets, RFC 5322's domain literal), or
+/// `rekey` when it has none.
 pub fn message_id_domain(public_url: &str) -> String {
     url::Url::parse(public_url)
         .ok()
-        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .and_then(|u| u.host_str().map(str::to_owned))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "rekey".to_owned())
 }
@@ -161,7 +162,7 @@ mod tests {
             "id.example.com"
         );
         assert_eq!(message_id_domain("http://127.0.0.1:8080"), "127.0.0.1");
-        assert_eq!(message_id_domain("http://[::1]:8080"), "::1");
+        assert_eq!(message_id_domain("http://[::1]:8080"), "[::1]");
         assert_eq!(message_id_domain("not a url"), "rekey");
     }
 
