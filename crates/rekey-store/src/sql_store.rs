@@ -529,6 +529,22 @@ where
         Ok(())
     }
 
+    /// Runs one `UPDATE outbox … RETURNING id` in a write transaction; whether it changed a
+    /// row (its `WHERE` names the state the change starts from, so a lost race is `false`).
+    async fn update_outbox<'q>(
+        &self,
+        op: &'static str,
+        query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write(op).await?;
+        let result = query
+            .fetch_all(&mut *tx)
+            .await
+            .map(|rows| !rows.is_empty())
+            .map_err(|e| db_error(op, e));
+        Self::finish(op, tx, result).await
+    }
+
     async fn reserve_in(
         conn: &mut DB::Connection,
         tenant: &TenantId,
@@ -1116,21 +1132,15 @@ where
         id: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        const OP: &str = "mark outbox sent";
-        let mut tx = self.begin_write(OP).await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE outbox SET state = 'sent', sent_at = $1, body = $2, last_error = NULL \
              WHERE tenant_id = $3 AND id = $4 AND state = 'pending' RETURNING id",
         )
         .bind(micros(at))
         .bind(Vec::<u8>::new())
         .bind(tenant.as_str().to_owned())
-        .bind(id.to_owned())
-        .fetch_optional(&mut *tx)
-        .await
-        .map(|row| row.is_some())
-        .map_err(|e| db_error(OP, e));
-        Self::finish(OP, tx, result).await
+        .bind(id.to_owned());
+        self.update_outbox("mark outbox sent", query).await
     }
 
     async fn reschedule_outbox(
@@ -1140,21 +1150,15 @@ where
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError> {
-        const OP: &str = "reschedule outbox";
-        let mut tx = self.begin_write(OP).await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE outbox SET next_attempt_at = $1, last_error = $2 \
              WHERE tenant_id = $3 AND id = $4 AND state = 'pending' RETURNING id",
         )
         .bind(micros(next_attempt_at))
         .bind(error.to_owned())
         .bind(tenant.as_str().to_owned())
-        .bind(id.to_owned())
-        .fetch_optional(&mut *tx)
-        .await
-        .map(|row| row.is_some())
-        .map_err(|e| db_error(OP, e));
-        Self::finish(OP, tx, result).await
+        .bind(id.to_owned());
+        self.update_outbox("reschedule outbox", query).await
     }
 
     async fn park_outbox_failed(
@@ -1163,36 +1167,24 @@ where
         id: &str,
         error: &str,
     ) -> Result<bool, StoreError> {
-        const OP: &str = "park outbox message";
-        let mut tx = self.begin_write(OP).await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE outbox SET state = 'failed', last_error = $1 \
              WHERE tenant_id = $2 AND id = $3 AND state = 'pending' RETURNING id",
         )
         .bind(error.to_owned())
         .bind(tenant.as_str().to_owned())
-        .bind(id.to_owned())
-        .fetch_optional(&mut *tx)
-        .await
-        .map(|row| row.is_some())
-        .map_err(|e| db_error(OP, e));
-        Self::finish(OP, tx, result).await
+        .bind(id.to_owned());
+        self.update_outbox("park outbox message", query).await
     }
 
     async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        const OP: &str = "retry outbox message";
-        let mut tx = self.begin_write(OP).await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
              last_error = NULL WHERE id = $2 AND state = 'failed' RETURNING id",
         )
         .bind(micros(now))
-        .bind(id.to_owned())
-        .fetch_all(&mut *tx)
-        .await
-        .map(|rows| !rows.is_empty())
-        .map_err(|e| db_error(OP, e));
-        Self::finish(OP, tx, result).await
+        .bind(id.to_owned());
+        self.update_outbox("retry outbox message", query).await
     }
 }
 
