@@ -6,7 +6,7 @@
 //! 2. lettre's stock `AsyncSmtpTransport` (pooled), one connection — shows the delayed-ACK stall;
 //! 3. [`SmtpMailer`] (TCP_NODELAY), one connection;
 //! 4. the whole outbox drain: messages sealed in an SQLite outbox, claimed, rendered and sent by
-//!    the [`Worker`] (default concurrency 8), marked sent.
+//!    the [`Worker`], marked sent — at concurrency 1, 2, 4 and 8 (the default).
 //!
 //! ```text
 //! cargo run --release -p rekey-notify --example smtp_drain [MESSAGES]
@@ -21,20 +21,16 @@ use std::time::{Duration, Instant};
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use outbox_fixture::{queue_resets, sealer, store_with_ada};
 use rekey_core::clock::{OsRandom, SystemClock};
-use rekey_core::crypto::Sealer;
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::keys::KeyRing;
-use rekey_core::model::{
-    Channel, MessageKind, NewEvent, OutboxMessage, OutboxState, Tenant, TenantSettings, User,
-    UserState,
-};
-use rekey_core::outbox::MessagePayload;
-use rekey_core::store::{Store, UserChange};
+use rekey_core::model::OutboxState;
 use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
 use rekey_notify::{Templates, Transports, Worker, WorkerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+#[path = "../tests/fixtures/outbox.rs"]
+mod outbox_fixture;
 
 fn mail(i: usize) -> Message {
     Message::builder()
@@ -97,108 +93,11 @@ async fn plain_client(port: u16, messages: &[Vec<u8>]) -> Duration {
     started.elapsed()
 }
 
-async fn queue(store: &Arc<dyn Store>, sealer: &Sealer, n: usize) {
-    let now = chrono::Utc::now();
-    let payload = MessagePayload {
-        tenant_id: "t1".to_owned(),
-        user_id: "u1".to_owned(),
-        display_name: "Ada Lovelace".to_owned(),
-        language: "en".to_owned(),
-        code: Some("QX7KM2PA".to_owned()),
-        link: Some("https://id.example.com/ui/password/reset?code=QX7KM2PA".to_owned()),
-        expires_at: Some(now + chrono::Duration::hours(1)),
-    };
-    let mut change = UserChange::new(
-        TenantId::parse("t1").unwrap(),
-        UserId::parse("u1").unwrap(),
-        now,
-        event(),
-    );
-    for i in 0..n {
-        let id = format!("m{i:05}");
-        let (key_id, body) = payload.seal(sealer, &OsRandom, &id).unwrap();
-        change.outbox.push(OutboxMessage {
-            idempotency_key: format!("{id}.t1"),
-            id,
-            tenant_id: TenantId::parse("t1").unwrap(),
-            user_id: UserId::parse("u1").unwrap(),
-            channel: Channel::Email,
-            recipient: Some("ada@example.com".to_owned()),
-            kind: MessageKind::PasswordReset,
-            key_id,
-            body,
-            state: OutboxState::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            last_error: None,
-            created_at: now,
-            sent_at: None,
-        });
-    }
-    store.change_user(&change).await.unwrap();
-}
-
-fn event() -> NewEvent {
-    NewEvent {
-        kind: "bench",
-        actor: "bench".to_owned(),
-        ip: None,
-        payload: serde_json::json!({}),
-    }
-}
-
-async fn outbox_store(dir: &std::path::Path) -> Arc<dyn Store> {
-    let store = rekey_store::connect(&format!("sqlite://{}", dir.join("rekey.db").display()))
-        .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    store
-        .insert_tenant(
-            &Tenant {
-                id: TenantId::parse("t1").unwrap(),
-                name: "T1".to_owned(),
-                cname: "t1.example".to_owned(),
-                settings: TenantSettings::default(),
-                creation_date: now,
-                change_date: now,
-            },
-            &event(),
-        )
-        .await
-        .unwrap();
-    store
-        .insert_user(
-            &User {
-                id: UserId::parse("u1").unwrap(),
-                tenant_id: TenantId::parse("t1").unwrap(),
-                username: "ada".to_owned(),
-                email: "ada@example.com".to_owned(),
-                email_verified: true,
-                phone: None,
-                phone_verified: false,
-                first_name: "Ada".to_owned(),
-                last_name: "Lovelace".to_owned(),
-                display_name: "Ada Lovelace".to_owned(),
-                preferred_language: "en".to_owned(),
-                state: UserState::Active,
-                password_hash: None,
-                password_change_required: false,
-                sequence: 1,
-                creation_date: now,
-                change_date: now,
-            },
-            &event(),
-        )
-        .await
-        .unwrap();
-    store
-}
-
 async fn worker_drain(port: u16, n: usize, concurrency: usize) -> Duration {
     let dir = tempfile::tempdir().unwrap();
-    let store = outbox_store(dir.path()).await;
-    let sealer = Sealer::new(KeyRing::parse(&KeyRing::generate_spec("o1", &OsRandom)).unwrap());
-    queue(&store, &sealer, n).await;
+    let store = store_with_ada(dir.path(), "en").await;
+    let sealer = sealer();
+    queue_resets(&store, &sealer, n, "en").await;
     let mut smtp = SmtpConfig::new("127.0.0.1", SmtpTls::None);
     smtp.port = Some(port);
     smtp.max_connections = concurrency;
@@ -315,29 +214,22 @@ async fn main() {
         started.elapsed(),
     );
 
-    let drain1 = rate(
-        "4a. outbox drain (SQLite, worker), concurrency 1",
-        n,
-        worker_drain(port, n, 1).await,
-    );
-    for c in [2, 4] {
-        rate(
-            &format!("4x. outbox drain (SQLite, worker), concurrency {c}"),
-            n,
-            worker_drain(port, n, c).await,
+    let mut drains = Vec::new();
+    for concurrency in [1, 2, 4, 8] {
+        let label = format!("4. outbox drain (SQLite, worker), concurrency {concurrency}");
+        drains.push((
+            concurrency,
+            rate(&label, n, worker_drain(port, n, concurrency).await),
+        ));
+    }
+    println!("\nratios to the plain client (1.):");
+    println!("  SmtpMailer, 1 connection: {:.0}%", 100.0 * one / ceiling);
+    for (concurrency, drain) in drains {
+        println!(
+            "  outbox drain, concurrency {concurrency}: {:.0}%",
+            100.0 * drain / ceiling
         );
     }
-    let drain8 = rate(
-        "4b. outbox drain (SQLite, worker), concurrency 8",
-        n,
-        worker_drain(port, n, 8).await,
-    );
-    println!(
-        "\nratios to the plain client: mailer {:.0}%, drain c=1 {:.0}%, drain c=8 {:.0}%",
-        100.0 * one / ceiling,
-        100.0 * drain1 / ceiling,
-        100.0 * drain8 / ceiling
-    );
     let _ = sink.kill();
     let _ = sink.wait();
 }

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod email;
+#[path = "../fixtures/outbox.rs"]
+mod outbox_fixture;
 mod sink;
 mod sms;
 mod worker;

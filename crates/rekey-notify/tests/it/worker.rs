@@ -7,21 +7,15 @@ use std::time::Duration;
 
 use rekey_core::clock::{OsRandom, Random, SystemClock};
 use rekey_core::crypto::Sealer;
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::keys::KeyRing;
-use rekey_core::model::{
-    Channel, MessageKind, NewEvent, OutboxMessage, OutboxState, Tenant, TenantSettings, User,
-    UserState,
-};
-use rekey_core::outbox::MessagePayload;
-use rekey_core::store::{Store, UserChange};
+use rekey_core::model::{OutboxMessage, OutboxState};
+use rekey_core::store::Store;
 use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
 use rekey_notify::{Templates, Transports, Worker, WorkerConfig};
 use tokio::sync::Notify;
 
+use crate::outbox_fixture::{queue_resets, sealer, store_with_ada, QUEUED_CODE};
 use crate::sink::{free_port, SinkTls, SmtpSink};
-use crate::CODE;
 
 struct Setup {
     store: Arc<dyn Store>,
@@ -29,109 +23,18 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-fn event() -> NewEvent {
-    NewEvent {
-        kind: "test",
-        actor: "test".to_owned(),
-        ip: None,
-        payload: serde_json::json!({}),
-    }
-}
-
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("rekey.db").display());
-    let store = rekey_store::connect(&url).await.unwrap();
-    let now = chrono::Utc::now();
-    store
-        .insert_tenant(
-            &Tenant {
-                id: TenantId::parse("t1").unwrap(),
-                name: "T1".to_owned(),
-                cname: "t1.example".to_owned(),
-                settings: TenantSettings::default(),
-                creation_date: now,
-                change_date: now,
-            },
-            &event(),
-        )
-        .await
-        .unwrap();
-    store
-        .insert_user(
-            &User {
-                id: UserId::parse("u1").unwrap(),
-                tenant_id: TenantId::parse("t1").unwrap(),
-                username: "ada".to_owned(),
-                email: "ada@example.com".to_owned(),
-                email_verified: true,
-                phone: None,
-                phone_verified: false,
-                first_name: "Ada".to_owned(),
-                last_name: "Lovelace".to_owned(),
-                display_name: "Ada Lovelace".to_owned(),
-                preferred_language: "de".to_owned(),
-                state: UserState::Active,
-                password_hash: None,
-                password_change_required: false,
-                sequence: 1,
-                creation_date: now,
-                change_date: now,
-            },
-            &event(),
-        )
-        .await
-        .unwrap();
-    let sealer = Sealer::new(KeyRing::parse(&KeyRing::generate_spec("o1", &OsRandom)).unwrap());
     Setup {
-        store,
-        sealer,
+        store: store_with_ada(dir.path(), "de").await,
+        sealer: sealer(),
         _dir: dir,
     }
 }
 
 impl Setup {
     async fn queue(&self, count: usize) {
-        let now = chrono::Utc::now();
-        let payload = MessagePayload {
-            tenant_id: "t1".to_owned(),
-            user_id: "u1".to_owned(),
-            display_name: "Ada Lovelace".to_owned(),
-            language: "de".to_owned(),
-            code: Some(CODE.to_owned()),
-            link: Some(format!(
-                "https://id.example.com/ui/password/reset?code={CODE}"
-            )),
-            expires_at: Some(now + chrono::Duration::hours(1)),
-        };
-        let mut change = UserChange::new(
-            TenantId::parse("t1").unwrap(),
-            UserId::parse("u1").unwrap(),
-            now,
-            event(),
-        );
-        for i in 0..count {
-            let id = format!("m{i:03}");
-            let (key_id, body) = payload.seal(&self.sealer, &OsRandom, &id).unwrap();
-            change.outbox.push(OutboxMessage {
-                idempotency_key: format!("{id}.t1"),
-                id,
-                tenant_id: TenantId::parse("t1").unwrap(),
-                user_id: UserId::parse("u1").unwrap(),
-                channel: Channel::Email,
-                recipient: Some("ada@example.com".to_owned()),
-                kind: MessageKind::PasswordReset,
-                key_id,
-                body,
-                state: OutboxState::Pending,
-                attempts: 0,
-                next_attempt_at: now,
-                last_error: None,
-                created_at: now,
-                sent_at: None,
-            });
-        }
-        self.store.change_user(&change).await.unwrap();
+        queue_resets(&self.store, &self.sealer, count, "de").await;
     }
 
     fn worker(&self, smtp_port: u16, config: WorkerConfig) -> Worker {
@@ -212,13 +115,13 @@ async fn queued_messages_arrive_once_each_and_their_bodies_are_erased() {
     assert_eq!(got.len(), 40);
     let ids: HashSet<String> = got.iter().map(|m| m.header("Message-ID")).collect();
     assert_eq!(ids.len(), 40, "one distinct Message-ID per message");
-    assert!(ids.contains("<m000.t1@id.example.com>"));
+    assert!(ids.contains("<m00000.t1@id.example.com>"));
     assert_eq!(
         got[0].header("Subject"),
         "Passwort zurücksetzen",
         "the user's language"
     );
-    assert!(got[0].part("text/plain").contains(CODE));
+    assert!(got[0].part("text/plain").contains(QUEUED_CODE));
 
     let all = s.all().await;
     assert!(all
