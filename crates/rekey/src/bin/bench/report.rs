@@ -1,0 +1,405 @@
+//! The numbers, the ratios against the targets, as a plain table or as Markdown.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use rekey_core::hasher::HashParams;
+
+use crate::cpu::Usage;
+use crate::load::{Tally, Window};
+use crate::raw_argon2::RawRate;
+
+/// (b) ≥ 50 % of (a).
+const RESET_TARGET: f64 = 0.50;
+/// (c) ≥ 90 % of the raw argon2id rate.
+const HASH_TARGET: f64 = 0.90;
+/// (d) p99 < 20 ms.
+const HEALTH_P99_TARGET: Duration = Duration::from_millis(20);
+
+pub struct Phase {
+    pub name: &'static str,
+    pub clients: usize,
+    pub tally: Tally,
+    pub seconds: f64,
+    pub cpu: Usage,
+}
+
+impl Phase {
+    pub fn new(
+        name: &'static str,
+        clients: usize,
+        tally: Tally,
+        window: Window,
+        cpu: Usage,
+    ) -> Self {
+        Self {
+            name,
+            clients,
+            tally,
+            seconds: window.seconds(),
+            cpu,
+        }
+    }
+
+    /// `next` added to `so_far` (slices of one phase): counts add up, latencies merge, CPU is
+    /// averaged over the time measured.
+    pub fn absorb(so_far: Option<Phase>, next: Phase) -> Phase {
+        let Some(before) = so_far else {
+            return next;
+        };
+        let seconds = before.seconds + next.seconds;
+        let weigh = |a: f64, b: f64| (a * before.seconds + b * next.seconds) / seconds;
+        let cpu = Usage {
+            server: weigh(before.cpu.server, next.cpu.server),
+            load: weigh(before.cpu.load, next.cpu.load),
+            sqlite: weigh(before.cpu.sqlite, next.cpu.sqlite),
+            other_in_process: weigh(before.cpu.other_in_process, next.cpu.other_in_process),
+            postgres: weigh(before.cpu.postgres, next.cpu.postgres),
+            machine: match (before.cpu.machine, next.cpu.machine) {
+                (Some(a), Some(b)) => Some(weigh(a, b)),
+                _ => None,
+            },
+        };
+        Phase {
+            name: before.name,
+            clients: before.clients,
+            tally: before.tally.combine(next.tally),
+            seconds,
+            cpu,
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.tally.ok as f64 / self.seconds
+    }
+
+    /// CPU time of the database (SQLite's threads or PostgreSQL's processes) per success.
+    fn db_cpu_per_request(&self, database: &str) -> Option<Duration> {
+        let db = if database.starts_with("SQLite") {
+            self.cpu.sqlite
+        } else {
+            self.cpu.postgres
+        };
+        (self.tally.ok > 0)
+            .then(|| Duration::from_secs_f64(db * self.seconds / self.tally.ok as f64))
+    }
+
+    /// CPU time of the server threads per successful request.
+    fn server_cpu_per_request(&self) -> Option<Duration> {
+        (self.tally.ok > 0)
+            .then(|| Duration::from_secs_f64(self.cpu.server * self.seconds / self.tally.ok as f64))
+    }
+}
+
+pub struct DbReport {
+    pub database: String,
+    pub hash_threads: usize,
+    pub ceiling: Phase,
+    pub ceiling_direct: Phase,
+    pub reset: Phase,
+    pub reset_direct: Phase,
+    /// Taken in slices before, between and after the slices of (c).
+    pub raw: RawRate,
+    pub set_password: Phase,
+    pub health_idle: Phase,
+    pub health_loaded: Phase,
+}
+
+pub struct Verdict {
+    pub what: &'static str,
+    pub value: String,
+    pub target: &'static str,
+    pub pass: bool,
+}
+
+impl DbReport {
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let reset = ratio(self.reset.rate(), self.ceiling.rate());
+        let hash = ratio(self.set_password.rate(), self.raw.per_second());
+        let p99 = self.health_loaded.tally.percentile(99.0);
+        vec![
+            Verdict {
+                what: "(b) / (a): PasswordReset vs ceiling",
+                value: format!("{:.1} %", reset * 100.0),
+                target: "≥ 50 %",
+                pass: reset >= RESET_TARGET,
+            },
+            Verdict {
+                what: "(c) / raw: SetPassword vs raw argon2id",
+                value: format!("{:.1} %", hash * 100.0),
+                target: "≥ 90 %",
+                pass: hash >= HASH_TARGET,
+            },
+            Verdict {
+                what: "(d) /healthz p99 while (c) runs",
+                value: ms(p99),
+                target: "< 20 ms",
+                // Probes that failed count against the target too.
+                pass: p99.is_some_and(|p| p < HEALTH_P99_TARGET)
+                    && self.health_loaded.tally.errors == 0,
+            },
+        ]
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    match d {
+        Some(d) if d < Duration::from_millis(10) => format!("{:.2} ms", d.as_secs_f64() * 1e3),
+        Some(d) => format!("{:.1} ms", d.as_secs_f64() * 1e3),
+        None => "–".to_owned(),
+    }
+}
+
+fn us(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "–".to_owned(),
+        |d| format!("{:.0} µs", d.as_secs_f64() * 1e6),
+    )
+}
+
+fn cores(c: Option<f64>) -> String {
+    c.map_or_else(|| "–".to_owned(), |c| format!("{c:.2}"))
+}
+
+/// Facts of the machine and the run.
+pub struct Machine {
+    pub command: String,
+    pub date: String,
+    pub cores: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub load_threads: usize,
+    pub request_log: bool,
+    /// Busy cores outside this process just before and after the run.
+    pub background: (Option<f64>, Option<f64>),
+}
+
+impl Machine {
+    pub fn here(
+        command: String,
+        load_threads: usize,
+        request_log: bool,
+        background: (Option<f64>, Option<f64>),
+    ) -> Self {
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| format!("Linux {}", k.trim()))
+            .unwrap_or_else(|_| std::env::consts::OS.to_owned());
+        Self {
+            command,
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model,
+            kernel,
+            load_threads,
+            request_log,
+            background,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let p = HashParams::default();
+        vec![
+            format!("command: {}", self.command),
+            format!(
+                "machine: {} cores ({}), {}; {}",
+                self.cores, self.cpu_model, self.kernel, self.date
+            ),
+            format!(
+                "argon2id m={} KiB, t={}, p={}; load generator: {} runtime thread(s) in-process; \
+                 request log: {}",
+                p.memory_kib,
+                p.iterations,
+                p.parallelism,
+                self.load_threads,
+                if self.request_log {
+                    "on (production's info filter, to a file)"
+                } else {
+                    "off"
+                }
+            ),
+            format!(
+                "background load (busy cores outside this process and PostgreSQL, 1 s samples): \
+                 {} before, {} after the run",
+                cores(self.background.0),
+                cores(self.background.1)
+            ),
+        ]
+    }
+}
+
+/// The CPU column: server threads / load threads / the database (SQLite's worker threads in
+/// this process, or the PostgreSQL server's processes) / background (the rest of the machine).
+fn cpu_column(database: &str, usage: &Usage) -> String {
+    let db = if database.starts_with("SQLite") {
+        usage.sqlite
+    } else {
+        usage.postgres
+    };
+    format!(
+        "{:.2} / {:.2} / {db:.2} / {}",
+        usage.server,
+        usage.load,
+        cores(usage.background())
+    )
+}
+
+fn phases(r: &DbReport) -> [&Phase; 7] {
+    [
+        &r.ceiling,
+        &r.ceiling_direct,
+        &r.reset,
+        &r.reset_direct,
+        &r.set_password,
+        &r.health_idle,
+        &r.health_loaded,
+    ]
+}
+
+pub fn text(machine: &Machine, reports: &[DbReport]) -> String {
+    let mut out = String::new();
+    for line in machine.lines() {
+        let _ = writeln!(out, "{line}");
+    }
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "\n== {} — hash pool {} thread(s) ==",
+            r.database, r.hash_threads
+        );
+        let _ = writeln!(
+            out,
+            "{:<34} {:>7} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6}  {:>30}  {:>9}  {:>9}",
+            "phase",
+            "clients",
+            "ok/s",
+            "p50",
+            "p99",
+            "max",
+            "429",
+            "errors",
+            "CPU srv / load / db / bg",
+            "srv CPU/ok",
+            "db CPU/ok"
+        );
+        for p in phases(r) {
+            let _ = writeln!(
+                out,
+                "{:<34} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>6} {:>6}  {:>30}  {:>9}  {:>9}",
+                p.name,
+                p.clients,
+                p.rate(),
+                ms(p.tally.percentile(50.0)),
+                ms(p.tally.percentile(99.0)),
+                ms(p.tally.max()),
+                p.tally.busy,
+                p.tally.errors,
+                cpu_column(&r.database, &p.cpu),
+                us(p.server_cpu_per_request()),
+                us(p.db_cpu_per_request(&r.database)),
+            );
+            if let Some(err) = &p.tally.first_error {
+                let _ = writeln!(out, "    first error: {err}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{:<34} {:>7} {:>10.1} {:>9}   (p50 of one hash; {} slice(s) around (c), {})",
+            "raw argon2id, no HTTP, no DB",
+            r.raw.threads,
+            r.raw.per_second(),
+            ms(r.raw.p50()),
+            r.raw.slices.len(),
+            r.raw.spread(),
+        );
+        for v in r.verdicts() {
+            let _ = writeln!(
+                out,
+                "  {:<42} {:>9}   target {:<8} {}",
+                v.what,
+                v.value,
+                v.target,
+                if v.pass { "PASS" } else { "MISS" }
+            );
+        }
+    }
+    out
+}
+
+pub fn markdown(machine: &Machine, reports: &[DbReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "```sh\n{}\n```\n", machine.command);
+    for line in machine.lines().iter().skip(1) {
+        let _ = writeln!(out, "- {line}");
+    }
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "\n### {} (hash pool: {} thread(s))\n",
+            r.database, r.hash_threads
+        );
+        let _ = writeln!(
+            out,
+            "| phase | clients | ok/s | p50 | p99 | max | 429 | errors | CPU cores: server / load / db / background | server CPU per ok | db CPU per ok |"
+        );
+        let _ = writeln!(
+            out,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for p in phases(r) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                p.name,
+                p.clients,
+                p.rate(),
+                ms(p.tally.percentile(50.0)),
+                ms(p.tally.percentile(99.0)),
+                ms(p.tally.max()),
+                p.tally.busy,
+                p.tally.errors,
+                cpu_column(&r.database, &p.cpu),
+                us(p.server_cpu_per_request()),
+                us(p.db_cpu_per_request(&r.database)),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| raw argon2id, no HTTP, no DB ({} slice(s) around (c), {}) | {} thread(s) | {:.1} | {} (one hash) | | | | | | | |",
+            r.raw.slices.len(),
+            r.raw.spread(),
+            r.raw.threads,
+            r.raw.per_second(),
+            ms(r.raw.p50()),
+        );
+        let _ = writeln!(out, "\n| ratio | value | target | result |");
+        let _ = writeln!(out, "| --- | ---: | --- | --- |");
+        for v in r.verdicts() {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | **{}** |",
+                v.what,
+                v.value,
+                v.target,
+                if v.pass { "PASS" } else { "MISS" }
+            );
+        }
+    }
+    out
+}
