@@ -23,6 +23,8 @@
 mod cpu;
 #[path = "bench/load.rs"]
 mod load;
+#[path = "bench/mail.rs"]
+mod mail;
 #[path = "bench/raw_argon2.rs"]
 mod raw_argon2;
 #[path = "bench/report.rs"]
@@ -109,6 +111,24 @@ struct Args {
     /// Period of the `/healthz` probes in (d), in milliseconds.
     #[arg(long, default_value_t = 2)]
     probe_ms: u64,
+    /// Leave out (a)–(d) (run only the mail phases (e) and (f)).
+    #[arg(long)]
+    skip_core: bool,
+    /// Leave out the mail phases (e) outbox drain and (f) no_auth timing.
+    #[arg(long)]
+    skip_mail: bool,
+    /// Messages per round of (e).
+    #[arg(long, default_value_t = 1000)]
+    mail_messages: usize,
+    /// Interleaved rounds of (e) (plain client, drain, plain client, drain, …).
+    #[arg(long, default_value_t = 3)]
+    mail_rounds: usize,
+    /// Requests per class (existing / unknown email) in (f).
+    #[arg(long, default_value_t = 400)]
+    no_auth_samples: usize,
+    /// Concurrent clients in (f), each alternating existing and unknown emails.
+    #[arg(long, default_value_t = 8)]
+    no_auth_clients: usize,
     /// Also print a Markdown section for BENCHMARKS.md.
     #[arg(long)]
     markdown: bool,
@@ -166,8 +186,51 @@ fn run() -> anyhow::Result<()> {
         .context("building the load runtime")?;
 
     let handle = server.handle().clone();
+    let mut mail_reports = Vec::new();
+    if !args.skip_mail {
+        let sink = mail::Sink::start()?;
+        let mail_args = mail::MailArgs {
+            messages: args.mail_messages.max(1),
+            rounds: args.mail_rounds,
+            samples: args.no_auth_samples.max(1),
+            clients: args.no_auth_clients,
+        };
+        load.block_on(async {
+            if !args.skip_sqlite {
+                eprintln!("rekey-bench: mail phases, SQLite …");
+                let dir = scratch.path().join("mail-sqlite");
+                let url = format!("sqlite://{}", dir.join("rekey.db").display());
+                mail_reports.push(
+                    mail::bench_mail(&mail_args, &handle, &url, &dir, &sink, "SQLite".into())
+                        .await?,
+                );
+            }
+            if !args.skip_postgres {
+                eprintln!("rekey-bench: mail phases, PostgreSQL …");
+                let admin_url = args.postgres_url.clone();
+                let database =
+                    on(&handle, async move { PgDatabase::create(&admin_url).await }).await?;
+                let dir = scratch.path().join("mail-postgres");
+                let result = mail::bench_mail(
+                    &mail_args,
+                    &handle,
+                    &database.url,
+                    &dir,
+                    &sink,
+                    "PostgreSQL".into(),
+                )
+                .await;
+                on(&handle, async move { database.drop_database().await }).await?;
+                mail_reports.push(result?);
+            }
+            anyhow::Ok(())
+        })?;
+    }
     let reports = load.block_on(async {
         let mut reports = Vec::new();
+        if args.skip_core {
+            return anyhow::Ok(reports);
+        }
         if !args.skip_sqlite {
             eprintln!("rekey-bench: SQLite …");
             reports.push(bench_sqlite(&args, &handle, scratch.path()).await?);
@@ -187,10 +250,16 @@ fn run() -> anyhow::Result<()> {
         !args.no_request_log,
         (background_before, background_load()),
     );
-    print!("{}", report::text(&machine, &reports));
-    if args.markdown {
+    if !reports.is_empty() {
+        print!("{}", report::text(&machine, &reports));
+        if args.markdown {
+            println!();
+            print!("{}", report::markdown(&machine, &reports));
+        }
+    }
+    if !mail_reports.is_empty() {
         println!();
-        print!("{}", report::markdown(&machine, &reports));
+        print!("{}", mail::markdown(&mail_reports));
     }
     Ok(())
 }
