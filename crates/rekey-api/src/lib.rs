@@ -1,12 +1,14 @@
 //! Rekey's wire faces on one axum router: ZITADEL REST (user v2, management v1), operations
 //! routes, and the plumbing they share (authentication, error shapes, limits, deadlines).
 //! Faces only decode, authenticate and map; the rules live in `rekey_core::flows`.
+//! [`serve::serve`] runs the router on the one listener.
 
 pub mod auth;
 pub mod error;
 pub mod faces;
 pub mod json;
 pub mod ops;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

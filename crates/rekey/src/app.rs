@@ -1,6 +1,5 @@
 //! Wiring: settings → store, keys, hasher, flows, router; and the server's life cycle.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -292,6 +291,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let (worker, mailer) = outbox_worker(&settings, &state.rekey)?;
     let app = rekey_api::router(state);
+    let tls = tls_config(&settings)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -300,12 +300,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let delivery = tokio::spawn(worker.run(async move {
         let _ = worker_stopped.await;
     }));
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    let served = rekey_api::serve::serve(listener, app, tls, shutdown_signal()).await;
     // The requests are done (their messages are queued); the worker finishes the sends in
     // flight and leaves the rest pending for the next start.
     let _ = stop_worker.send(());
@@ -318,6 +313,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     served.context("server failed")?;
     tracing::info!("rekey stopped");
     Ok(())
+}
+
+/// TLS from `REKEY_TLS__CERT` and `REKEY_TLS__KEY` (both or neither).
+fn tls_config(settings: &Settings) -> anyhow::Result<Option<rekey_api::serve::TlsConfig>> {
+    match (&settings.tls.cert, &settings.tls.key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(rekey_api::serve::TlsConfig::from_pem_files(
+            cert, key,
+        )?)),
+        _ => anyhow::bail!("TLS needs both tls.cert and tls.key (REKEY_TLS__CERT, REKEY_TLS__KEY)"),
+    }
 }
 
 async fn shutdown_signal() {
