@@ -4,10 +4,30 @@
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{HeaderValue, StatusCode};
+use prost::Message;
 use rekey_core::Error;
+use rekey_proto::zitadel::v1::ErrorDetail;
 use serde_json::json;
 
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
+
+/// The `zitadel.v1.ErrorDetail` of an error, prost-encoded: what the proto forms (Connect's
+/// `details[].value`, gRPC's `grpc-status-details-bin`) carry.
+pub fn error_detail_bytes(err: &Error) -> Vec<u8> {
+    ErrorDetail {
+        id: err.id.to_owned(),
+        message: err.text.to_string(),
+    }
+    .encode_to_vec()
+}
+
+/// The same detail packed as `google.protobuf.Any`.
+pub fn error_detail_any(err: &Error) -> pbjson_types::Any {
+    pbjson_types::Any {
+        type_url: ERROR_DETAIL_TYPE.to_owned(),
+        value: error_detail_bytes(err).into(),
+    }
+}
 
 /// A domain error answered in ZITADEL's REST shape.
 #[derive(Debug)]

@@ -99,17 +99,9 @@ fn data_problem(text: &str) -> &'static str {
 /// Serializes a response message as protojson, with timestamps in ZITADEL's `…Z` form
 /// (pbjson writes `+00:00`).
 pub fn respond<T: Serialize>(message: &T) -> Response {
-    let mut value = match serde_json::to_value(message) {
-        Ok(value) => value,
-        Err(err) => {
-            tracing::error!(%err, "response serialization failed");
-            return crate::RestError(Error::internal()).into_response();
-        }
-    };
-    zulu_timestamps(&mut value);
-    let body = match serde_json::to_vec(&value) {
+    let body = match encode(message) {
         Ok(body) => body,
-        Err(_) => return crate::RestError(Error::internal()).into_response(),
+        Err(err) => return crate::RestError(err).into_response(),
     };
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
@@ -117,6 +109,16 @@ pub fn respond<T: Serialize>(message: &T) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// A message as protojson bytes, timestamps in the `…Z` form.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, Error> {
+    let mut value = serde_json::to_value(message).map_err(|err| {
+        tracing::error!(%err, "response serialization failed");
+        Error::internal()
+    })?;
+    zulu_timestamps(&mut value);
+    serde_json::to_vec(&value).map_err(|_| Error::internal())
 }
 
 /// Rewrites the RFC 3339 timestamps of ZITADEL messages (`…Date`, `timestamp`,

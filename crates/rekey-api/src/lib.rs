@@ -1,7 +1,7 @@
-//! Rekey's wire faces on one axum router: ZITADEL REST (user v2, management v1), operations
-//! routes, and the plumbing they share (authentication, error shapes, limits, deadlines).
-//! Faces only decode, authenticate and map; the rules live in `rekey_core::flows`.
-//! [`serve::serve`] runs the router on the one listener.
+//! Rekey's wire faces on one axum router: ZITADEL REST (user v2, management v1), Connect, gRPC
+//! and gRPC-Web, F5 REST, operations routes, and the plumbing they share (authentication, error
+//! shapes, limits, deadlines). Faces only decode, authenticate and map; the rules live in
+//! `rekey_core::flows`. [`serve::serve`] runs the router on the one listener.
 
 pub mod auth;
 pub mod error;
@@ -10,6 +10,7 @@ pub mod json;
 pub mod ops;
 pub mod serve;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http::header::CONTENT_TYPE;
 use ipnet::IpNet;
 use rekey_core::flows::Rekey;
 use rekey_core::Error;
@@ -54,22 +56,67 @@ impl Default for ServeSettings {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface. gRPC and Connect share the paths `/package.Service/Method`, so the
+/// request's form is chosen by `Content-Type` before any routing: `application/grpc…` (gRPC and
+/// gRPC-Web) goes to tonic, everything else to the axum routes (REST, Connect, F5, operations).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let http = Router::new()
         .merge(faces::zitadel_rest::routes())
+        .merge(faces::connect::routes())
         .merge(faces::f5::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    let grpc = faces::grpc::service(&state);
+    let forms = tower::service_fn(move |request: Request| {
+        let grpc = grpc.clone();
+        let http = http.clone();
+        async move {
+            if is_grpc(content_type(&request)) {
+                let response = tower::ServiceExt::oneshot(grpc, request).await?;
+                Ok::<_, Infallible>(response.map(axum::body::Body::new))
+            } else {
+                tower::ServiceExt::oneshot(http, request).await
+            }
+        }
+    });
+    Router::new()
+        .fallback_service(forms)
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
-/// An error raised outside a handler, in the shape of the face the path belongs to.
-fn face_error(path: &str, err: Error) -> Response {
-    if faces::f5::is_f5_path(path) {
+fn content_type(request: &Request) -> &str {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// `application/grpc`, `application/grpc+proto`, `application/grpc-web…` (any case, any
+/// parameters): the forms tonic serves.
+fn is_grpc(content_type: &str) -> bool {
+    const GRPC: &str = "application/grpc";
+    content_type
+        .get(..GRPC.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(GRPC))
+        && matches!(
+            content_type.as_bytes().get(GRPC.len()),
+            None | Some(b'+' | b'-' | b';' | b' ')
+        )
+}
+
+/// An error raised outside a handler, in the shape of the request's form: gRPC trailers,
+/// Connect JSON, F5 or ZITADEL REST.
+fn face_error(path: &str, content_type: &str, err: Error) -> Response {
+    if is_grpc(content_type) {
+        faces::grpc::error_response(&err, content_type)
+    } else if faces::connect::is_rpc_path(path) {
+        faces::connect::error_response(&err)
+    } else if faces::f5::is_f5_path(path) {
         faces::f5::F5Error(err).into_response()
     } else {
         RestError(err).into_response()
@@ -79,6 +126,7 @@ fn face_error(path: &str, err: Error) -> Response {
 async fn not_found(uri: http::Uri) -> Response {
     face_error(
         uri.path(),
+        "",
         Error::new(rekey_core::ErrorKind::NotFound, "REKEY-Route", "Not found"),
     )
 }
@@ -95,13 +143,15 @@ async fn method_not_allowed() -> Response {
     response
 }
 
-/// Every request has a deadline (→ 504, code 4).
+/// Every request has a deadline (→ 504, code 4; gRPC: `DEADLINE_EXCEEDED` trailers).
 async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
+    let content_type = content_type(&request).to_owned();
     match tokio::time::timeout(state.settings.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => face_error(
             &path,
+            &content_type,
             Error::new(
                 rekey_core::ErrorKind::DeadlineExceeded,
                 "REKEY-Dline",
@@ -130,4 +180,33 @@ async fn log_request(request: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_grpc;
+
+    #[test]
+    fn grpc_content_types() {
+        for yes in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC+proto",
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpc; charset=utf-8",
+        ] {
+            assert!(is_grpc(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "application/json",
+            "application/proto",
+            "application/grpcx",
+            "application/connect+proto",
+        ] {
+            assert!(!is_grpc(no), "{no}");
+        }
+    }
 }

@@ -1,7 +1,9 @@
-//! One module per wire face. `zitadel` holds the proto-level adapters every ZITADEL form
-//! (REST, and later Connect and gRPC) shares; the form modules only frame and route.
+//! One module per wire face. `zitadel` holds the proto-level operations every ZITADEL form
+//! shares; `zitadel_rest`, `connect` and `grpc` (with gRPC-Web) only frame and route.
 
+pub mod connect;
 pub mod f5;
+pub mod grpc;
 pub mod zitadel;
 pub mod zitadel_rest;
 pub mod zitadel_setup;
