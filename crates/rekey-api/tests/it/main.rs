@@ -11,3 +11,4 @@ mod rate_limit;
 mod secrets;
 mod send_link;
 mod set_password;
+mod wire_forms;
