@@ -1100,7 +1100,7 @@ where
                  SELECT tenant_id, id FROM outbox \
                  WHERE state = 'pending' AND next_attempt_at <= $2 \
                  AND channel IN ({channel_params}) \
-                 ORDER BY next_attempt_at, created_at, tenant_id, id \
+                 ORDER BY next_attempt_at \
                  LIMIT $3{lock}) \
              RETURNING {OUTBOX_COLUMNS}",
             lock = self.dialect.claim_lock,
