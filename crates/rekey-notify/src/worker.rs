@@ -13,6 +13,8 @@
 //!
 //! Up to `concurrency` messages are in flight at once, and a message is claimed only when a slot
 //! is free to send it, so a lease never ticks away while its message waits in a local queue.
+//! Claims are made for at least half the slots at once, to spread the cost of the claim's
+//! write transaction.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -204,12 +206,16 @@ impl Worker {
             concurrency = config.concurrency,
             "outbox worker started"
         );
-        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let concurrency = config.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        // A claim is a write transaction; claiming for half the slots at once (rather than one
+        // message per freed slot) spreads its cost over several messages.
+        let claim_batch = (concurrency / 2).max(1);
         let mut in_flight = JoinSet::new();
         loop {
             while in_flight.try_join_next().is_some() {}
             let free = slots.available_permits();
-            if free == 0 {
+            if free < claim_batch {
                 tokio::select! {
                     () = &mut shutdown => break,
                     _ = in_flight.join_next() => continue,
