@@ -47,6 +47,9 @@ ensure_postgres() {
 
 ensure_postgres
 
+log "Installing the published ZITADEL clients (tests/clients/install.sh)"
+tests/clients/install.sh
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
