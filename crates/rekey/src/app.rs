@@ -133,7 +133,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Rekey>> {
 }
 
 pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
-    let email = match &settings.smtp.host {
+    let email = match set(&settings.smtp.host) {
         Some(host) => {
             let tls = smtp_tls(settings)?;
             let port = settings.smtp.port.unwrap_or_else(|| tls.default_port());
@@ -390,6 +390,15 @@ mod tests {
             ]
         );
 
+        s.smtp.host = Some("  ".to_owned());
+        assert_eq!(
+            channel_lines(&s)[0].1,
+            "not configured: email messages stay queued"
+        );
+        assert!(
+            outbox_worker(&s, &rekey).unwrap().0.channels().is_empty(),
+            "blank is unset"
+        );
         s.smtp.host = Some("127.0.0.1".to_owned());
         s.smtp.tls = "none".to_owned();
         s.sms.twilio_account_sid = Some("AC1".to_owned());
