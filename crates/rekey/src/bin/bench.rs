@@ -6,7 +6,9 @@
 //! reports:
 //!
 //! - (a) the ceiling: requests/s of the bare INSERT handler;
-//! - (b) `PasswordReset` with `returnCode` (tenant-admin token), target ≥ 50 % of (a);
+//! - (b) `PasswordReset` with `returnCode` (tenant-admin token), target ≥ 50 % of (a); the same
+//!   call over gRPC (h2c, tonic's client, `--grpc-connections` connections carrying all the
+//!   clients' streams), target ≥ 100 % of (b), and over Connect JSON (HTTP/1.1), for comparison;
 //! - (c) `SetPassword` set by an admin — one argon2id hash with the production parameters per
 //!   request — against the raw argon2id rate of as many threads as the hash pool has, target
 //!   ≥ 90 %;
@@ -50,6 +52,8 @@ use load::{Job, Prepared, Window};
 use report::{DbReport, Machine, Phase};
 use servers::{CeilingDb, PgDatabase, RekeyServer, Running};
 
+/// The path of (b) over gRPC and Connect.
+const RESET_RPC: &str = "/zitadel.user.v2.UserService/PasswordReset";
 /// The body of (b); the ceiling receives the same bytes.
 const RESET_BODY: &str = r#"{"returnCode":{}}"#;
 /// The body of (c): 12+ characters and not on the common-password list.
@@ -94,6 +98,9 @@ struct Args {
     /// Tenants the users are spread over.
     #[arg(long, default_value_t = 2)]
     tenants: usize,
+    /// HTTP/2 connections the gRPC phase multiplexes its `--clients` streams over.
+    #[arg(long, default_value_t = 4)]
+    grpc_connections: usize,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     load_threads: usize,
@@ -437,11 +444,16 @@ async fn phases(
         )
     };
     let health = Prepared::get(rekey.running.url("/healthz")?);
+    let reset_connect = |user: &servers::Seeded| connect_reset(rekey, user);
 
     // Smoke checks: each phase measures the success path it claims to.
     let first = rekey.users.first().context("no users were seeded")?;
     smoke(&client, &ceiling_request, "\"id\"").await?;
     smoke(&client, &reset(first)?, "\"verificationCode\"").await?;
+    smoke(&client, &reset_connect(first)?, "\"verificationCode\"").await?;
+    let channels = grpc_channels(rekey, args.grpc_connections).await?;
+    let grpc_plans = grpc_plans(&rekey.users, args.clients, &channels)?;
+    grpc_smoke(&grpc_plans).await?;
     smoke(&client, &set_password(first)?, "\"details\"").await?;
     smoke(&client, &health, "\"ok\"").await?;
 
@@ -467,9 +479,11 @@ async fn phases(
         .collect();
     let insert_plans: Vec<Vec<Job>> = (0..args.clients).map(|_| vec![insert.clone()]).collect();
     let reset_plans = partition(&rekey.users, args.clients, reset)?;
+    let connect_plans = partition(&rekey.users, args.clients, reset_connect)?;
     let reset_job_plans = partition(&rekey.users, args.clients, |user| reset_job(rekey, user))?;
     let (mut ceiling_phase, mut ceiling_direct, mut reset_phase, mut reset_direct) =
         (None, None, None, None);
+    let (mut grpc_phase, mut connect_phase) = (None, None);
     for round in 0..rounds {
         let warmup = if round == 0 { warmup } else { short_warmup };
         // (a) the ceiling
@@ -505,6 +519,28 @@ async fn phases(
         )
         .await?;
         reset_phase = Some(Phase::absorb(reset_phase, phase));
+        // (b-gRPC) the same call over gRPC: h2c, few connections, one stream per client
+        quiet(args).await;
+        let phase = jobs_phase(
+            "(b-gRPC) PasswordReset, gRPC h2c",
+            &Handle::current(),
+            grpc_plans.clone(),
+            warmup,
+            slice,
+        )
+        .await?;
+        grpc_phase = Some(Phase::absorb(grpc_phase, phase));
+        // (b-Connect) the same call as Connect JSON over HTTP/1.1
+        quiet(args).await;
+        let phase = closed_phase(
+            "(b-Connect) PasswordReset, JSON",
+            &client,
+            connect_plans.clone(),
+            warmup,
+            slice,
+        )
+        .await?;
+        connect_phase = Some(Phase::absorb(connect_phase, phase));
         // (b') the same flow called in-process: token lookup + flow + store, no HTTP or JSON
         quiet(args).await;
         let phase = jobs_phase(
@@ -517,8 +553,21 @@ async fn phases(
         .await?;
         reset_direct = Some(Phase::absorb(reset_direct, phase));
     }
-    let (Some(ceiling_phase), Some(ceiling_direct), Some(reset_phase), Some(reset_direct)) =
-        (ceiling_phase, ceiling_direct, reset_phase, reset_direct)
+    let (
+        Some(ceiling_phase),
+        Some(ceiling_direct),
+        Some(reset_phase),
+        Some(reset_direct),
+        Some(grpc_phase),
+        Some(connect_phase),
+    ) = (
+        ceiling_phase,
+        ceiling_direct,
+        reset_phase,
+        reset_direct,
+        grpc_phase,
+        connect_phase,
+    )
     else {
         anyhow::bail!("no rounds were run");
     };
@@ -576,6 +625,8 @@ async fn phases(
         ceiling_direct,
         reset: reset_phase,
         reset_direct,
+        reset_grpc: grpc_phase,
+        reset_connect: connect_phase,
         raw,
         set_password: set_phase,
         health_idle,
@@ -604,6 +655,99 @@ fn reset_job(rekey: &RekeyServer, user: &servers::Seeded) -> anyhow::Result<Job>
                 .map_err(|e| e.to_string())
         })
     }))
+}
+
+/// (b) as a Connect unary call: the same operation, protojson body with the user id.
+fn connect_reset(rekey: &RekeyServer, user: &servers::Seeded) -> anyhow::Result<Prepared> {
+    let body = serde_json::json!({ "userId": user.user_id, "returnCode": {} }).to_string();
+    let mut request = Prepared::post_json(
+        rekey.running.url(RESET_RPC)?,
+        Some(&user.admin_token),
+        RESET_BODY,
+    )?;
+    request.body = Some(body.into());
+    Ok(request)
+}
+
+/// `connections` HTTP/2 (h2c) connections to Rekey, opened on the load runtime.
+async fn grpc_channels(
+    rekey: &RekeyServer,
+    connections: usize,
+) -> anyhow::Result<Vec<tonic::transport::Channel>> {
+    let url = rekey.running.url("")?.to_string();
+    let mut channels = Vec::with_capacity(connections.max(1));
+    for _ in 0..connections.max(1) {
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .context("gRPC endpoint")?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .context("connecting over h2c")?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// (b) over gRPC: worker `w` owns the users of [`partition`] and sends its calls as streams on
+/// connection `w % connections`.
+fn grpc_plans(
+    users: &[servers::Seeded],
+    workers: usize,
+    channels: &[tonic::transport::Channel],
+) -> anyhow::Result<Vec<Vec<Job>>> {
+    use rekey_proto::zitadel::user::v2 as user_v2;
+    (0..workers)
+        .map(|w| {
+            let channel = channels[w % channels.len()].clone();
+            users
+                .iter()
+                .skip(w)
+                .step_by(workers)
+                .map(|user| {
+                    let bearer: tonic::metadata::MetadataValue<_> =
+                        format!("Bearer {}", user.admin_token)
+                            .parse()
+                            .context("token is not a metadata value")?;
+                    let user_id = user.user_id.clone();
+                    let channel = channel.clone();
+                    let job: Job = Arc::new(move || {
+                        let mut client =
+                            user_v2::user_service_client::UserServiceClient::new(channel.clone());
+                        let mut request = tonic::Request::new(user_v2::PasswordResetRequest {
+                            user_id: user_id.to_string(),
+                            medium: Some(user_v2::password_reset_request::Medium::ReturnCode(
+                                user_v2::ReturnPasswordResetCode {},
+                            )),
+                        });
+                        request
+                            .metadata_mut()
+                            .insert("authorization", bearer.clone());
+                        Box::pin(async move {
+                            match client.password_reset(request).await {
+                                Ok(reply) if reply.get_ref().verification_code.is_some() => Ok(()),
+                                Ok(_) => Err("gRPC: no verification code".to_owned()),
+                                Err(status) => {
+                                    Err(format!("gRPC {:?}: {}", status.code(), status.message()))
+                                }
+                            }
+                        })
+                    });
+                    Ok(job)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .collect()
+}
+
+/// One gRPC call of the first worker must succeed before the gRPC phase counts anything.
+async fn grpc_smoke(plans: &[Vec<Job>]) -> anyhow::Result<()> {
+    let job = plans
+        .first()
+        .and_then(|plan| plan.first())
+        .context("no gRPC work planned")?;
+    job()
+        .await
+        .map_err(|err| anyhow::anyhow!("smoke check {RESET_RPC} over gRPC: {err}"))
 }
 
 /// Worker `w` of `workers` gets the users `i` with `i % workers == w`, so no two workers ever

@@ -1,6 +1,7 @@
 //! The two servers under load: the real Rekey router, and the ceiling — a bare axum handler
 //! doing one INSERT per request into the same database, through a pool built like the store's.
-//! Both are served exactly as production serves (`axum::serve` with connect info).
+//! Both are served exactly as production serves (`rekey_api::serve::serve`: HTTP/1.1 and h2c
+//! on one port, with connect info).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,23 +37,17 @@ pub struct Running {
 }
 
 impl Running {
-    /// Binds 127.0.0.1:0 and serves `router` as `app::serve` does. Call on the server runtime.
+    /// Binds 127.0.0.1:0 and serves `router` as `app::serve` does (plain, HTTP/1.1 + h2c). Call
+    /// on the server runtime.
     pub async fn start(router: Router) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding 127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let task = tokio::spawn(rekey_api::serve::serve(listener, router, None, async {
+            let _ = stopped.await;
+        }));
         Ok(Self { addr, stop, task })
     }
 
