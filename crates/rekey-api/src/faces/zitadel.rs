@@ -203,22 +203,41 @@ pub async fn send_human_reset_password_notification(
     })
 }
 
+/// The shared body of the two v1 password setters: decode, authenticate, admin set.
+async fn set_password_v1(
+    state: &AppState,
+    meta: &RequestMeta,
+    user_id: String,
+    password: String,
+    change_required: bool,
+) -> Result<zv1::ObjectDetails, Error> {
+    let user_id = UserId::parse(user_id)?;
+    let password = bounded_secret(password, 72, "REKEY-PwLn3", "password")?;
+    let org = auth::org_header(&meta.headers)?;
+    let caller = meta.authenticated(state).await?;
+    let details = state
+        .rekey
+        .set_password_v1(&caller, org, &user_id, password, change_required)
+        .await?;
+    Ok(details_v1(&details))
+}
+
 /// `zitadel.management.v1.ManagementService/SetHumanPassword`.
 pub async fn set_human_password(
     state: &AppState,
     meta: &RequestMeta,
     req: mgmt::SetHumanPasswordRequest,
 ) -> Result<mgmt::SetHumanPasswordResponse, Error> {
-    let user_id = UserId::parse(req.user_id)?;
-    let password = bounded_secret(req.password, 72, "REKEY-PwLn3", "password")?;
-    let org = auth::org_header(&meta.headers)?;
-    let caller = meta.authenticated(state).await?;
-    let details = state
-        .rekey
-        .set_password_v1(&caller, org, &user_id, password, !req.no_change_required)
-        .await?;
+    let details = set_password_v1(
+        state,
+        meta,
+        req.user_id,
+        req.password,
+        !req.no_change_required,
+    )
+    .await?;
     Ok(mgmt::SetHumanPasswordResponse {
-        details: Some(details_v1(&details)),
+        details: Some(details),
     })
 }
 
@@ -228,16 +247,9 @@ pub async fn set_human_initial_password(
     meta: &RequestMeta,
     req: mgmt::SetHumanInitialPasswordRequest,
 ) -> Result<mgmt::SetHumanInitialPasswordResponse, Error> {
-    let user_id = UserId::parse(req.user_id)?;
-    let password = bounded_secret(req.password, 72, "REKEY-PwLn3", "password")?;
-    let org = auth::org_header(&meta.headers)?;
-    let caller = meta.authenticated(state).await?;
-    let details = state
-        .rekey
-        .set_password_v1(&caller, org, &user_id, password, false)
-        .await?;
+    let details = set_password_v1(state, meta, req.user_id, req.password, false).await?;
     Ok(mgmt::SetHumanInitialPasswordResponse {
-        details: Some(details_v1(&details)),
+        details: Some(details),
     })
 }
 
