@@ -3,12 +3,13 @@
 //! user apply one after the other, and single-statement updates (`… WHERE used_at IS NULL`,
 //! `attempts < cap`) re-check their condition on the latest row version.
 
+use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
-use crate::sql_store::{Dialect, SqlStore};
+use crate::sql_store::{release_guard, Dialect, SqlStore};
 use crate::ConnectError;
 
 /// The [`rekey_core::store::Store`] on PostgreSQL.
@@ -25,16 +26,43 @@ static DIALECT: Dialect = Dialect {
 };
 
 const MAX_CONNECTIONS: u32 = 16;
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A caller waits this long for a pooled connection (which includes connecting when the pool
+/// is empty) before the request fails as unavailable (503): with the database gone, the answer
+/// comes in about this time instead of as a 504 at the request deadline.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Server-side limits for every statement of the service, well under the 10 s request
+/// deadline. Migrations run on their own connection without them.
+const SESSION_LIMITS: [(&str, &str); 3] = [
+    ("statement_timeout", "5s"),
+    ("lock_timeout", "2s"),
+    // A connection left inside a transaction (its client vanished) is ended by the server
+    // rather than holding row locks forever.
+    ("idle_in_transaction_session_timeout", "15s"),
+];
 
 impl SqlStore<Postgres> {
     /// Connects to `postgres://…` / `postgresql://…` and applies pending migrations (under
     /// sqlx's advisory lock, so replicas starting together migrate once).
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        let options = PgConnectOptions::from_str(url).map_err(ConnectError::Database)?;
+        let migration = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(ConnectError::Database)?;
+        MIGRATOR
+            .run(&migration)
+            .await
+            .map_err(ConnectError::Migrate)?;
+        migration.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
+            .after_release(release_guard::<Postgres>)
+            .connect_with(options.options(SESSION_LIMITS))
             .await
             .map_err(ConnectError::Database)?;
         SqlStore::migrate(pool.clone(), pool, &DIALECT).await

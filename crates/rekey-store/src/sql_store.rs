@@ -79,6 +79,21 @@ impl<DB: Database> SqlStore<DB> {
     }
 }
 
+/// The pools' `after_release` hook: a connection that comes back to its pool inside a
+/// transaction (its owner was cancelled at a point sqlx could not clean up after) is closed —
+/// which rolls the transaction back — instead of being handed to the next caller.
+pub(crate) fn release_guard<DB: Database>(
+    conn: &mut DB::Connection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    use sqlx::Connection as _;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("a connection came back inside a transaction; closing it");
+    }
+    Box::pin(async move { Ok(clean) })
+}
+
 const TENANT_COLUMNS: &str = "id, name, cname, settings, creation_date, change_date";
 
 const USER_COLUMNS: &str = "tenant_id, id, username, email, email_verified, phone, \
@@ -145,12 +160,32 @@ where
         })
     }
 
+    /// Opens a write transaction, in a task of its own so that it cannot be cut in half.
+    ///
+    /// A caller may go away at any `.await` (client disconnect, request deadline). Inside a
+    /// transaction that is harmless: dropping a `Transaction` queues its rollback. But between
+    /// the database's answer to `BEGIN` and the `Transaction` value existing, sqlx has a window
+    /// (on SQLite, the check that the custom `BEGIN IMMEDIATE` took effect) where a cancel
+    /// leaves the connection inside a transaction nobody owns — SQLite's one writer connection
+    /// then refuses every later write. Run in its own task, the begin always finishes; when
+    /// nobody waits for it any more, the `Transaction` it made is dropped and rolled back.
+    /// [`release_guard`] discards any connection that still comes back mid-transaction.
     async fn begin_write(&self, op: &'static str) -> Result<Transaction<'static, DB>, StoreError> {
-        let tx = match self.dialect.begin_write {
-            Some(statement) => self.writer.begin_with(statement).await,
-            None => self.writer.begin().await,
-        };
-        tx.map_err(|e| db_error(op, e))
+        let writer = self.writer.clone();
+        let statement = self.dialect.begin_write;
+        let begin = tokio::spawn(async move {
+            match statement {
+                Some(statement) => writer.begin_with(statement).await,
+                None => writer.begin().await,
+            }
+        });
+        match begin.await {
+            Ok(tx) => tx.map_err(|e| db_error(op, e)),
+            Err(err) => {
+                tracing::error!(op, error = %err, "begin task failed");
+                Err(StoreError::Unavailable)
+            }
+        }
     }
 
     async fn commit(op: &'static str, tx: Transaction<'static, DB>) -> Result<(), StoreError> {
@@ -604,6 +639,7 @@ where
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
+        const OP: &str = "ping";
         let latest = self
             .dialect
             .migrator
@@ -611,15 +647,19 @@ where
             .map(|m| m.version)
             .max()
             .unwrap_or(0);
+        // Through the write path: a database that answers reads but cannot start a write (a
+        // stuck writer, a read-only replica, a full disk's lock) is not ready.
+        let mut tx = self.begin_write(OP).await?;
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM _sqlx_migrations WHERE version = $1 AND success = $2",
         )
         .bind(latest)
         .bind(true)
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| db_error("ping", e))?;
-        let applied: i64 = Self::get(&row, "n")?;
+        .map_err(|e| db_error(OP, e));
+        Self::rollback(OP, tx).await;
+        let applied: i64 = Self::get(&row?, "n")?;
         if applied == 0 {
             tracing::error!(latest, "database is not migrated to this version");
             return Err(StoreError::Unavailable);

@@ -6,7 +6,7 @@
 //! takes the write lock when it starts. The immediate start matters when another process (the
 //! CLI while the server runs) writes to the same file: a deferred transaction that has read and
 //! then wants to write fails at once with `SQLITE_BUSY` when its snapshot is stale, whereas an
-//! immediate one waits up to `busy_timeout` (5 s) for the lock and then reads fresh data. Reads
+//! immediate one waits up to `busy_timeout` (2 s) for the lock and then reads fresh data. Reads
 //! use a separate pool of read-only (`query_only`) connections, which WAL lets run alongside the
 //! writer.
 
@@ -17,7 +17,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite};
 
-use crate::sql_store::{Dialect, SqlStore};
+use crate::sql_store::{release_guard, Dialect, SqlStore};
 use crate::ConnectError;
 
 /// The [`rekey_core::store::Store`] on SQLite.
@@ -33,7 +33,11 @@ static DIALECT: Dialect = Dialect {
     migrator: &MIGRATOR,
 };
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement waits for another process's write lock, and a caller for a pooled
+/// connection, before the request fails as unavailable (503): well under the request deadline,
+/// so a stuck database is reported as such instead of as a timeout.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 const READERS: u32 = 8;
 
 /// Where a `sqlite:` URL points.
@@ -91,11 +95,14 @@ impl SqlStore<Sqlite> {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_release(release_guard::<Sqlite>)
             .connect_with(writer_options)
             .await
             .map_err(ConnectError::Database)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(base.pragma("query_only", "ON"))
             .await
             .map_err(ConnectError::Database)?;

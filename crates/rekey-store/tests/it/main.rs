@@ -25,6 +25,7 @@ macro_rules! conformance {
     };
 }
 
+mod cancellation;
 mod change_user;
 mod codes;
 mod connect;
