@@ -23,7 +23,7 @@ use rekey_core::store::Store;
 pub use error::ConnectError;
 pub use postgres::PgStore;
 pub use sql_store::SqlStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{create_private_dir, SqliteStore};
 
 /// Opens the database named by `url` and applies pending migrations:
 /// - `sqlite://rel/path` (relative to the working directory) or `sqlite:///abs/path`: the file

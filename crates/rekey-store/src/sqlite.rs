@@ -67,6 +67,48 @@ pub(crate) fn parse_url(url: &str) -> Result<SqliteTarget, ConnectError> {
     Ok(SqliteTarget::File(PathBuf::from(path)))
 }
 
+/// Creates `dir` (and missing parents) readable by the service's user only: it holds the
+/// password hashes and, beside them, the generated keys.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates the database file 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode), and narrows a file an older version left group- or
+/// world-readable.
+fn make_private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), "database file was readable by others; making it 0600");
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl SqlStore<Sqlite> {
     /// Opens `sqlite://…` (see [`crate::connect`] for the forms).
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
@@ -80,8 +122,9 @@ impl SqlStore<Sqlite> {
     /// applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, ConnectError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(ConnectError::CreateDir)?;
+            create_private_dir(dir).map_err(ConnectError::CreateDir)?;
         }
+        make_private_file(path).map_err(ConnectError::CreateDir)?;
         let base = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)

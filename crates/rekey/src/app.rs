@@ -34,7 +34,7 @@ fn key_ring(
     }
     let path = data_dir.join(file);
     if !path.exists() {
-        std::fs::create_dir_all(data_dir)
+        rekey_store::create_private_dir(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let spec = KeyRing::generate_spec("k1", rng);
         write_private(&path, &spec)?;

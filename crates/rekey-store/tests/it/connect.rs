@@ -118,3 +118,36 @@ async fn two_stores_write_concurrently(fx: Fixture) {
         40
     );
 }
+
+/// The database holds password hashes: only the service's user may read it (the directory
+/// 0700, the database and its WAL files 0600), and a file left readable is narrowed.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = data.join("rekey.db");
+    let store = rekey_store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(mode(&data), 0o700);
+    for file in ["rekey.db", "rekey.db-wal", "rekey.db-shm"] {
+        let p = data.join(file);
+        assert!(p.exists(), "{file}");
+        assert_eq!(mode(&p), 0o600, "{file}");
+    }
+    drop(store);
+
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = rekey_store::connect(&format!("sqlite://{}", old.display()))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(mode(&old), 0o600);
+}
