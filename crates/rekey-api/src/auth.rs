@@ -48,7 +48,9 @@ pub fn org_header(headers: &HeaderMap) -> Result<Option<TenantId>, Error> {
 }
 
 /// The client's address: the peer, or — when the peer is a trusted proxy — the right-most
-/// address in `X-Forwarded-For` that is not itself a trusted proxy.
+/// address in `X-Forwarded-For` that is not itself a trusted proxy. The walk goes from the
+/// right (the hops our proxies appended) and stops at the first hop it cannot read: everything
+/// left of it is the client's own say, so then the peer is all that is known.
 pub fn client_ip(
     trusted: &[IpNet],
     peer: Option<&ConnectInfo<SocketAddr>>,
@@ -59,20 +61,34 @@ pub fn client_ip(
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let forwarded = headers
+    let values: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !is_trusted(ip))
-            .unwrap_or(peer),
-    )
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        match parse_hop(hop) {
+            Some(ip) if is_trusted(&ip) => continue,
+            Some(ip) => return Some(ip),
+            None => return Some(peer),
+        }
+    }
+    Some(peer)
+}
+
+/// One `X-Forwarded-For` hop: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]` or
+/// `[2001:db8::1]:443`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(socket) = hop.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<IpAddr>().ok())
 }
 
 /// A caller without a principal (yet), with its address.
@@ -119,6 +135,47 @@ mod tests {
         assert_eq!(
             client_ip(&trusted, Some(&direct), &h),
             Some("8.8.8.8".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn forwarded_hops_with_ports_and_brackets() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy = ConnectInfo("10.0.0.1:5000".parse::<SocketAddr>().unwrap());
+        let ip = |xff: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            client_ip(&trusted, Some(&proxy), &h).unwrap().to_string()
+        };
+        assert_eq!(ip(&["1.2.3.4:5678, 10.0.0.7"]), "1.2.3.4");
+        assert_eq!(ip(&["[2001:db8::1]:443"]), "2001:db8::1");
+        assert_eq!(ip(&["[2001:db8::2]"]), "2001:db8::2");
+        assert_eq!(ip(&["2001:db8::3, 10.0.0.9:80"]), "2001:db8::3");
+        // Several header lines: the last one is the nearest proxy's.
+        assert_eq!(ip(&["6.6.6.6", "7.7.7.7, 10.1.1.1"]), "7.7.7.7");
+        assert_eq!(ip(&["6.6.6.6", "10.1.1.1"]), "6.6.6.6");
+    }
+
+    #[test]
+    fn an_unreadable_hop_ends_the_walk_at_the_peer() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy = ConnectInfo("10.0.0.1:5000".parse::<SocketAddr>().unwrap());
+        let mut h = HeaderMap::new();
+        // Left of the unreadable hop is whatever the client chose to send.
+        h.insert(
+            "x-forwarded-for",
+            "9.9.9.9, unknown, 10.0.0.7".parse().unwrap(),
+        );
+        assert_eq!(
+            client_ip(&trusted, Some(&proxy), &h),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        h.insert("x-forwarded-for", "9.9.9.9, 1.2.3.4:99999".parse().unwrap());
+        assert_eq!(
+            client_ip(&trusted, Some(&proxy), &h),
+            Some("10.0.0.1".parse().unwrap())
         );
     }
 }

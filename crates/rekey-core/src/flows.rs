@@ -52,6 +52,9 @@ pub struct Limits {
     pub unauth_per_cname_email_per_hour: u32,
     pub unauth_per_ip_per_minute: u32,
     pub code_tries_per_ip_per_minute: u32,
+    /// Per-IP limits count an IPv6 client by this prefix of its address (SPEC §12): one
+    /// subscriber usually holds a whole /64 and could otherwise rotate through it.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for Limits {
@@ -61,6 +64,24 @@ impl Default for Limits {
             unauth_per_cname_email_per_hour: 5,
             unauth_per_ip_per_minute: 20,
             code_tries_per_ip_per_minute: 30,
+            ipv6_prefix: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// The part of a client address that per-IP limits count: an IPv4 address (also one
+    /// mapped into IPv6) as it is, an IPv6 address cut to [`Limits::ipv6_prefix`] bits.
+    pub fn ip_key(&self, ip: &str) -> String {
+        match ip.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+            Ok(std::net::IpAddr::V6(v6)) => {
+                let bits = u32::from(self.ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+                format!("{net}/{bits}")
+            }
+            Ok(v4) => v4.to_string(),
+            Err(_) => ip.to_owned(),
         }
     }
 }
@@ -610,7 +631,7 @@ impl Rekey {
         if let Some(ip) = &caller.ip {
             self.store
                 .hit_rate_limit(&RateLimitHit {
-                    key: format!("unauth_ip:{ip}"),
+                    key: format!("unauth_ip:{}", limits.ip_key(ip)),
                     limit: limits.unauth_per_ip_per_minute,
                     window_secs: 60,
                     at: now,
@@ -832,7 +853,7 @@ impl Rekey {
         if let Some(ip) = &caller.ip {
             self.store
                 .hit_rate_limit(&RateLimitHit {
-                    key: format!("code_ip:{ip}"),
+                    key: format!("code_ip:{}", self.config.limits.ip_key(ip)),
                     limit: self.config.limits.code_tries_per_ip_per_minute,
                     window_secs: 60,
                     at: now,
@@ -1233,4 +1254,35 @@ fn validate_settings(s: &TenantSettings) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::Limits;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_prefix() {
+        let limits = Limits::default();
+        assert_eq!(limits.ip_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            limits.ip_key("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            limits.ip_key("2001:db8:1:2::9")
+        );
+        assert_ne!(
+            limits.ip_key("2001:db8:1:3::1"),
+            limits.ip_key("2001:db8:1:2::1")
+        );
+        assert_eq!(limits.ip_key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(limits.ip_key("::ffff:192.0.2.7"), "192.0.2.7");
+        let whole = Limits {
+            ipv6_prefix: 128,
+            ..Limits::default()
+        };
+        assert_eq!(whole.ip_key("2001:db8::1"), "2001:db8::1/128");
+        let none = Limits {
+            ipv6_prefix: 0,
+            ..Limits::default()
+        };
+        assert_eq!(none.ip_key("2001:db8::1"), "::/0");
+    }
 }

@@ -76,11 +76,17 @@ impl RateLimitHit {
         self.at.timestamp().div_euclid(window) * window
     }
 
+    /// When the window ends (seconds since the Unix epoch).
+    pub fn window_end(&self) -> i64 {
+        let window = i64::try_from(self.window_secs.max(1)).unwrap_or(i64::MAX);
+        self.window_start().saturating_add(window)
+    }
+
     /// Seconds from `at` until the window ends.
     pub fn retry_after(&self) -> u64 {
-        let window = i64::try_from(self.window_secs.max(1)).unwrap_or(i64::MAX);
-        let end = self.window_start().saturating_add(window);
-        u64::try_from(end - self.at.timestamp()).unwrap_or(1).max(1)
+        u64::try_from(self.window_end() - self.at.timestamp())
+            .unwrap_or(1)
+            .max(1)
     }
 }
 
@@ -245,8 +251,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     // --- rate limits ---
-    /// Counts a hit in its own transaction; `RateLimited` when over the limit.
+    /// Counts a hit in its own transaction; `RateLimited` when over the limit. A hit on a
+    /// counter already at its limit is refused by a read, without a write transaction.
     async fn hit_rate_limit(&self, hit: &RateLimitHit) -> Result<(), StoreError>;
+    /// Deletes the counters whose window ended at or before `now`; how many.
+    async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     // --- audit and outbox ---
     /// Events in order of time (then sequence), oldest first.

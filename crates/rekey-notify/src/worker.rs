@@ -35,6 +35,9 @@ use crate::{Outgoing, SendError, Transport};
 /// The longest wait between two attempts, whatever the attempt count.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
 
+/// How often the worker does its housekeeping ([`Worker::maintain`]).
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
 /// Stored error texts are cut to this many characters.
 const MAX_ERROR_CHARS: usize = 300;
 
@@ -197,8 +200,12 @@ impl Worker {
         tokio::pin!(shutdown);
         if channels.is_empty() {
             tracing::info!("outbox worker: no delivery channel configured, messages stay queued");
-            shutdown.await;
-            return;
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(MAINTENANCE_EVERY) => self.maintain().await,
+                }
+            }
         }
         let config = &self.inner.config;
         tracing::info!(
@@ -212,8 +219,13 @@ impl Worker {
         // message per freed slot) spreads its cost over several messages.
         let claim_batch = (concurrency / 2).max(1);
         let mut in_flight = JoinSet::new();
+        let mut maintained = tokio::time::Instant::now();
         loop {
             while in_flight.try_join_next().is_some() {}
+            if maintained.elapsed() >= MAINTENANCE_EVERY {
+                self.maintain().await;
+                maintained = tokio::time::Instant::now();
+            }
             let free = slots.available_permits();
             if free < claim_batch {
                 tokio::select! {
@@ -254,6 +266,21 @@ impl Worker {
         );
         while in_flight.join_next().await.is_some() {}
         tracing::info!("outbox worker stopped");
+    }
+
+    /// Housekeeping that keeps the database bounded: rate-limit counters whose window has
+    /// ended are deleted. Failures are logged and tried again next time.
+    pub async fn maintain(&self) {
+        match self
+            .inner
+            .store
+            .purge_rate_limits(self.inner.clock.now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "ended rate-limit windows deleted"),
+            Err(err) => tracing::warn!(error = %err, "rate-limit purge failed"),
+        }
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError> {
@@ -672,6 +699,30 @@ mod tests {
             backoff(Duration::from_millis(1000), 8, 0.5),
             Duration::from_secs(128)
         );
+    }
+
+    #[tokio::test]
+    async fn maintenance_deletes_ended_rate_limit_windows() {
+        let s = setup().await;
+        let worker = s.worker(WorkerConfig::default(), false);
+        let hit = |key: &str| rekey_core::store::RateLimitHit {
+            key: key.to_owned(),
+            limit: 1,
+            window_secs: 60,
+            at: s.clock.now(),
+        };
+        s.store.hit_rate_limit(&hit("ip:a")).await.unwrap();
+        assert!(s.store.hit_rate_limit(&hit("ip:a")).await.is_err());
+        worker.maintain().await;
+        assert!(
+            s.store.hit_rate_limit(&hit("ip:a")).await.is_err(),
+            "window still running"
+        );
+        s.clock.advance(chrono::Duration::seconds(61));
+        worker.maintain().await;
+        // The counter is gone (not merely rolled over): nothing left to purge.
+        assert_eq!(s.store.purge_rate_limits(s.clock.now()).await.unwrap(), 0);
+        s.store.hit_rate_limit(&hit("ip:a")).await.unwrap();
     }
 
     #[tokio::test]

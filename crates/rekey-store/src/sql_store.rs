@@ -114,10 +114,13 @@ const OUTBOX_COLUMNS: &str = "tenant_id, id, user_id, channel, recipient, kind, 
 /// Fixed-window counter. A hit from a later window restarts the count; a hit stamped with an
 /// earlier window than the stored one (a replica whose clock lags) counts toward the stored,
 /// newer window instead of resetting it, so skewed clocks cannot reset each other's counters.
-const COUNT_HIT: &str = "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 1) \
+const COUNT_HIT: &str = "INSERT INTO rate_limits (key, window_start, count, window_end) \
+    VALUES ($1, $2, 1, $3) \
     ON CONFLICT (key) DO UPDATE SET \
     count = CASE WHEN excluded.window_start > rate_limits.window_start THEN 1 \
         ELSE rate_limits.count + 1 END, \
+    window_end = CASE WHEN excluded.window_start > rate_limits.window_start \
+        THEN excluded.window_end ELSE rate_limits.window_end END, \
     window_start = CASE WHEN excluded.window_start > rate_limits.window_start \
         THEN excluded.window_start ELSE rate_limits.window_start END \
     RETURNING count";
@@ -372,6 +375,7 @@ where
         let row = sqlx::query(COUNT_HIT)
             .bind(hit.key.clone())
             .bind(hit.window_start())
+            .bind(hit.window_end())
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| db_error("count rate limit", e))?;
@@ -380,6 +384,28 @@ where
             return Err(StoreError::RateLimited {
                 retry_after_secs: hit.retry_after(),
             });
+        }
+        Ok(())
+    }
+
+    /// Refuses, by a read alone, a hit on a counter that its window has already filled: a
+    /// client that is being refused (a flood) does not take the write lock — SQLite's one
+    /// writer — for every refusal. A counter not yet full is left to [`Self::count_hit`], whose
+    /// one statement decides under concurrency.
+    async fn refuse_if_full(&self, hit: &RateLimitHit) -> Result<(), StoreError> {
+        let row = sqlx::query("SELECT window_start, count FROM rate_limits WHERE key = $1")
+            .bind(hit.key.clone())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| db_error("read rate limit", e))?;
+        if let Some(row) = row {
+            let window_start: i64 = Self::get(&row, "window_start")?;
+            let count: i64 = Self::get(&row, "count")?;
+            if window_start >= hit.window_start() && count >= i64::from(hit.limit) {
+                return Err(StoreError::RateLimited {
+                    retry_after_secs: hit.retry_after(),
+                });
+            }
         }
         Ok(())
     }
@@ -913,6 +939,9 @@ where
 
     async fn change_user(&self, change: &UserChange) -> Result<Details, StoreError> {
         const OP: &str = "change user";
+        if let Some(hit) = &change.rate_limit {
+            self.refuse_if_full(hit).await?;
+        }
         let mut tx = self.begin_write(OP).await?;
         let result = self.apply_change(&mut tx, change).await;
         let sequence = Self::finish(OP, tx, result).await?;
@@ -1029,8 +1058,21 @@ where
 
     async fn hit_rate_limit(&self, hit: &RateLimitHit) -> Result<(), StoreError> {
         const OP: &str = "hit rate limit";
+        self.refuse_if_full(hit).await?;
         let mut tx = self.begin_write(OP).await?;
         let result = Self::count_hit(&mut tx, hit).await;
+        Self::finish(OP, tx, result).await
+    }
+
+    async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        const OP: &str = "purge rate limits";
+        let mut tx = self.begin_write(OP).await?;
+        let result = sqlx::query("DELETE FROM rate_limits WHERE window_end <= $1 RETURNING key")
+            .bind(now.timestamp())
+            .fetch_all(&mut *tx)
+            .await
+            .map(|rows| u64::try_from(rows.len()).unwrap_or(u64::MAX))
+            .map_err(|e| db_error(OP, e));
         Self::finish(OP, tx, result).await
     }
 

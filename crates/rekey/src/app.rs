@@ -86,6 +86,7 @@ pub fn core_config(settings: &Settings) -> Config {
             unauth_per_cname_email_per_hour: settings.limits.unauth_per_cname_email_per_hour,
             unauth_per_ip_per_minute: settings.limits.unauth_per_ip_per_minute,
             code_tries_per_ip_per_minute: settings.limits.code_tries_per_ip_per_minute,
+            ipv6_prefix: settings.limits.ipv6_prefix,
         },
     }
 }

@@ -49,6 +49,8 @@ pub struct LimitSettings {
     pub unauth_per_cname_email_per_hour: u32,
     pub unauth_per_ip_per_minute: u32,
     pub code_tries_per_ip_per_minute: u32,
+    /// `REKEY_LIMITS__IPV6_PREFIX`: per-IP limits key IPv6 clients by this prefix (0..=128).
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -184,6 +186,7 @@ impl Default for LimitSettings {
             unauth_per_cname_email_per_hour: 5,
             unauth_per_ip_per_minute: 20,
             code_tries_per_ip_per_minute: 30,
+            ipv6_prefix: 64,
         }
     }
 }
@@ -396,6 +399,9 @@ impl Settings {
         }
         if !matches!(self.smtp.tls.as_str(), "none" | "starttls" | "tls") {
             bail!("smtp.tls must be none, starttls or tls");
+        }
+        if self.limits.ipv6_prefix > 128 {
+            bail!("limits.ipv6_prefix must be 0 to 128");
         }
         if self.outbox.max_attempts == 0 || self.outbox.concurrency == 0 {
             bail!("outbox.max_attempts and outbox.concurrency must be at least 1");

@@ -28,6 +28,14 @@ pub enum Db {
     Pg(PgPool),
 }
 
+/// A write lock held by another connection; released (rolled back) when dropped. The
+/// connection is only ever held, never read.
+#[allow(dead_code)]
+pub enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Pg(PgConnection),
+}
+
 pub struct Fixture {
     pub store: Arc<dyn Store>,
     pub db: Db,
@@ -142,6 +150,31 @@ impl Fixture {
             Db::Pg(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Takes the database's write lock from another connection, as a second process would
+    /// (SQLite: `BEGIN IMMEDIATE` on the file; PostgreSQL: an exclusive lock on the rate-limit
+    /// table, which lets reads through). Held until the guard is dropped.
+    pub async fn hold_write_lock(&self) -> WriteLock {
+        match &self.db {
+            Db::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                WriteLock::Sqlite(conn)
+            }
+            Db::Pg(_) => {
+                let mut conn = PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("LOCK TABLE rate_limits, users IN EXCLUSIVE MODE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                WriteLock::Pg(conn)
+            }
+        }
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -9,6 +9,8 @@ conformance!(
     late_hit_counts_toward_the_newer_window,
     keys_are_independent,
     rate_limited_change_rolls_back_everything,
+    ended_windows_are_deleted,
+    a_full_counter_refuses_without_a_write,
 );
 
 fn hit(key: &str, limit: u32, secs: i64) -> RateLimitHit {
@@ -155,4 +157,55 @@ async fn rate_limited_change_rolls_back_everything(fx: Fixture) {
             .sequence,
         3
     );
+}
+
+async fn ended_windows_are_deleted(fx: Fixture) {
+    let minute = |key: &str, secs: i64| RateLimitHit {
+        key: key.to_owned(),
+        limit: 10,
+        window_secs: 60,
+        at: t(secs),
+    };
+    fx.store.hit_rate_limit(&minute("m", 5)).await.unwrap();
+    fx.store.hit_rate_limit(&hit("h", 10, 5)).await.unwrap();
+    // The minute window [0, 60) is still running at 59 s.
+    assert_eq!(fx.store.purge_rate_limits(t(59)).await.unwrap(), 0);
+    assert_eq!(fx.count("rate_limits").await, 2);
+    // At 60 s it has ended; the hour window has not.
+    assert_eq!(fx.store.purge_rate_limits(t(60)).await.unwrap(), 1);
+    assert_eq!(counter(&fx, "h").await, 1);
+    assert_eq!(fx.count("rate_limits").await, 1);
+    // A counter that rolled into a new window lives until that window ends.
+    fx.store.hit_rate_limit(&hit("h", 10, 3700)).await.unwrap();
+    assert_eq!(fx.store.purge_rate_limits(t(3600)).await.unwrap(), 0);
+    assert_eq!(fx.store.purge_rate_limits(t(7200)).await.unwrap(), 1);
+    assert_eq!(fx.count("rate_limits").await, 0);
+}
+
+/// A flood that is being refused must not queue for the write lock on every refusal: with the
+/// database's write lock held elsewhere, a hit on a full counter is still refused at once.
+async fn a_full_counter_refuses_without_a_write(fx: Fixture) {
+    for secs in [0, 1] {
+        fx.store
+            .hit_rate_limit(&hit("flood", 2, secs))
+            .await
+            .unwrap();
+    }
+    let _lock = fx.hold_write_lock().await;
+    let started = std::time::Instant::now();
+    let err = fx
+        .store
+        .hit_rate_limit(&hit("flood", 2, 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::RateLimited { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut change = UserChange::new(tid("t1"), uid("u1"), t(3), event("x"));
+    change.rate_limit = Some(hit("flood", 2, 3));
+    let err = fx.store.change_user(&change).await.unwrap_err();
+    assert!(matches!(err, StoreError::RateLimited { .. }), "{err:?}");
 }
