@@ -120,6 +120,9 @@ pub enum SmtpConfigError {
     HalfCredentials,
 }
 
+/// Longest wait for a server's reply to `QUIT`.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
+
 struct Idle {
     conn: AsyncSmtpConnection,
     since: Instant,
@@ -187,31 +190,35 @@ impl SmtpMailer {
             .acquire()
             .await
             .map_err(|_| SendError::transient("smtp: mailer closed"))?;
+        // One budget for the whole attempt — connecting, sending, a reconnect and the QUITs
+        // after failures — so that an attempt always ends well inside the worker's lease.
+        let deadline = Instant::now() + self.config.timeout;
         let (mut conn, mut reused) = match self.take_idle() {
             Some(conn) => (conn, true),
-            None => (self.connect().await?, false),
+            None => (self.connect(deadline).await?, false),
         };
         loop {
-            let sent =
-                tokio::time::timeout(self.config.timeout, conn.send(envelope, message)).await;
+            let sent = tokio::time::timeout_at(deadline.into(), conn.send(envelope, message)).await;
             match sent {
                 Ok(Ok(_)) => {
                     self.put_idle(conn);
                     return Ok(());
                 }
                 Ok(Err(err)) => {
-                    conn.abort().await;
+                    quit_within(conn, deadline).await;
                     if reused && err.status().is_none() && !err.is_client() {
                         tracing::debug!(error = %err, "pooled SMTP connection is dead; reconnecting");
                         self.drop_idle();
-                        conn = self.connect().await?;
+                        conn = self.connect(deadline).await?;
                         reused = false;
                         continue;
                     }
                     return Err(smtp_error(&err));
                 }
                 Err(_) => {
-                    conn.abort().await;
+                    // The server went silent mid-conversation: a QUIT would wait on it again.
+                    // Dropping the connection closes the socket.
+                    drop(conn);
                     return Err(SendError::transient("smtp: timed out sending the message"));
                 }
             }
@@ -230,8 +237,9 @@ impl SmtpMailer {
             Ok(mut idle) => std::mem::take(&mut *idle),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
+        let deadline = Instant::now() + QUIT_TIMEOUT;
         for mut idle in idle {
-            let _ = tokio::time::timeout(Duration::from_secs(2), idle.conn.quit()).await;
+            let _ = tokio::time::timeout_at(deadline.into(), idle.conn.quit()).await;
         }
     }
 
@@ -258,8 +266,8 @@ impl SmtpMailer {
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
-        match tokio::time::timeout(self.config.timeout, self.open()).await {
+    async fn connect(&self, deadline: Instant) -> Result<AsyncSmtpConnection, SendError> {
+        match tokio::time::timeout_at(deadline.into(), self.open()).await {
             Ok(result) => result.map_err(|err| match err {
                 OpenError::Io(e) => {
                     SendError::transient(format!("smtp: cannot connect ({})", e.kind()))
@@ -277,6 +285,13 @@ impl SmtpMailer {
         let tcp = TcpStream::connect((self.config.host.as_str(), self.config.port())).await?;
         // The point of this module: see the module documentation.
         tcp.set_nodelay(true)?;
+        // A server (or a middlebox) that vanishes without a FIN is noticed on pooled idle
+        // connections too, not only by the next send's timeout.
+        socket2::SockRef::from(&tcp).set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(30))
+                .with_interval(Duration::from_secs(10)),
+        )?;
         let mut conn = match (&self.config.tls, &self.tls) {
             (SmtpTls::Tls, Some(tls)) => {
                 let stream = implicit_tls(tcp, tls.clone()).await?;
@@ -318,6 +333,15 @@ impl From<lettre::transport::smtp::Error> for OpenError {
     fn from(err: lettre::transport::smtp::Error) -> Self {
         Self::Smtp(err)
     }
+}
+
+/// The polite close after a failed command, bounded: `QUIT` waits for the server's reply,
+/// and a server that stopped answering would hold the attempt forever.
+async fn quit_within(mut conn: AsyncSmtpConnection, deadline: Instant) {
+    let limit = deadline
+        .saturating_duration_since(Instant::now())
+        .min(QUIT_TIMEOUT);
+    let _ = tokio::time::timeout(limit, conn.abort()).await;
 }
 
 /// An SMTP failure in storable words: the reply code (whose class says whether to retry), or

@@ -185,3 +185,72 @@ async fn starttls_required_but_not_offered_is_refused() {
     assert_eq!(err.reason, "smtp: the server does not offer STARTTLS");
     assert!(sink.received().is_empty(), "nothing sent in the clear");
 }
+
+/// A server that speaks SMTP up to the end of the message data and then never answers — not
+/// to the data, not to QUIT. Each accepted connection is held open until the test ends.
+async fn silent_after_data_server() -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"220 silent.test ESMTP\r\n").await.unwrap();
+            let mut in_data = false;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if in_data {
+                    if line == "." {
+                        break; // the message is complete: from here on, silence
+                    }
+                    continue;
+                }
+                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "EHLO" | "HELO" => b"250 silent.test\r\n",
+                    "DATA" => {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                write.write_all(reply).await.unwrap();
+            }
+            held.push((lines, write));
+        }
+    });
+    (port, task)
+}
+
+/// A server that accepts the message and then goes silent costs one bounded attempt: the send
+/// fails (transient) within its timeout — the `QUIT` that follows a failure must not wait
+/// forever either — so delivery goes on and shutdown is not held up.
+#[tokio::test]
+async fn a_silent_server_costs_a_bounded_time() {
+    let (port, server) = silent_after_data_server().await;
+    let mut cfg = config(port, SmtpTls::None);
+    cfg.timeout = Duration::from_millis(500);
+    let mailer = Arc::new(SmtpMailer::new(cfg).unwrap());
+    let email = SmtpEmail::new(
+        mailer.clone(),
+        Sender::new("rekey@example.com", None, None, "https://id.example.com").unwrap(),
+        Arc::new(ManualClock::new(at())),
+    );
+    let fx = Fixture::new("m-silent", Channel::Email, "ada@example.com");
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), email.send(fx.outgoing()))
+        .await
+        .expect("the send must give up, not hang")
+        .unwrap_err();
+    assert!(!err.permanent, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(3), mailer.close())
+        .await
+        .expect("closing the mailer is bounded");
+    server.abort();
+}
