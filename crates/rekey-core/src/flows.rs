@@ -14,7 +14,7 @@ use crate::clock::{Clock, Random};
 use crate::code::{CodeMac, CodePolicy, MAX_CODE_INPUT};
 use crate::crypto::Sealer;
 use crate::error::{Error, ErrorKind};
-use crate::hasher::PasswordHasher;
+use crate::hasher::{BoundedHash, PasswordHasher};
 use crate::ids::{new_id, TenantId, UserId};
 use crate::model::{
     ApiToken, Channel, CodeAlphabet, CodeKind, Details, MessageKind, NewEvent, OutboxMessage,
@@ -241,11 +241,14 @@ pub struct NewUser {
 /// What the setup API can say about a new user beyond [`NewUser`].
 #[derive(Debug, Default)]
 pub struct NewUserOptions {
-    /// A caller-chosen id (ZITADEL lets importers keep theirs); generated when absent.
+    /// A caller-chosen id (ZITADEL lets importers keep theirs); generated when absent. Only a
+    /// `system` principal may set it: ids are global, so a tenant admin's choice would probe
+    /// other tenants ([`Rekey::add_human_user`] enforces this).
     pub id: Option<UserId>,
     pub email_verified: bool,
     pub phone_verified: bool,
-    /// An argon2 PHC hash to import instead of a password.
+    /// An argon2id PHC hash to import instead of a password, within
+    /// [`crate::hasher::HashBounds::ACCEPTED`].
     pub password_hash: Option<String>,
     pub change_required: bool,
 }
@@ -1084,6 +1087,11 @@ impl Rekey {
         new: NewUser,
         options: NewUserOptions,
     ) -> Result<User, Error> {
+        if new.password.is_none() {
+            if let Some(phc) = &options.password_hash {
+                BoundedHash::check_import(phc)?;
+            }
+        }
         let tenant = self
             .store
             .tenant(tenant)
@@ -1096,11 +1104,7 @@ impl Rekey {
                 settings.password.check(&password)?;
                 Some(self.hasher.hash(password).await?)
             }
-            None => options
-                .password_hash
-                .as_deref()
-                .map(crate::hasher::check_phc)
-                .transpose()?,
+            None => options.password_hash,
         };
         let now = self.now();
         let display_name = new.display_name.unwrap_or_else(|| {

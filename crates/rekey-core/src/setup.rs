@@ -173,7 +173,7 @@ impl Rekey {
         }
     }
 
-    /// ZITADEL v2 `AddHumanUser`.
+    /// ZITADEL v2 `AddHumanUser`: admins only; a chosen `userId` from `system` only.
     pub async fn add_human_user(
         &self,
         caller: &Caller,
@@ -182,6 +182,17 @@ impl Rekey {
         options: NewUserOptions,
     ) -> Result<(User, Details), Error> {
         let principal = caller.principal()?;
+        if not_admin(principal) {
+            return Err(Error::permission_denied());
+        }
+        // Before any store read, and alike whether or not the id exists anywhere: ids are
+        // global, so a tenant admin's choice would tell it which ids other tenants hold.
+        if options.id.is_some() && principal.role != Role::System {
+            return Err(Error::invalid(
+                "REKEY-UsrId",
+                "userId may only be chosen by a system principal; omit it to get a new id",
+            ));
+        }
         let tenant = self.resolve_org(principal, org).await?;
         let user = self
             .add_user_with(&caller.actor(), &tenant, new, options)

@@ -11,4 +11,5 @@ mod rate_limit;
 mod secrets;
 mod send_link;
 mod set_password;
+mod setup;
 mod wire_forms;
