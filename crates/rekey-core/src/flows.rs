@@ -269,6 +269,12 @@ pub struct Rekey {
     pub(crate) config: Config,
 }
 
+/// A tenant id no tenant has (real ids are time-ordered numbers, never 0): lookups for input
+/// that names nothing go there, so they cost what a real lookup costs.
+fn decoy_tenant() -> TenantId {
+    TenantId::from_trusted(String::from("0"))
+}
+
 pub(crate) fn store_err(err: StoreError) -> Error {
     Error::from(err)
 }
@@ -656,10 +662,15 @@ impl Rekey {
             .await
             .map_err(store_err)?;
 
+        // From here on nothing may show in the answer: the work is the same reads for every
+        // input (an unknown cname is looked up in a tenant that cannot exist, never across
+        // tenants), and whatever happens to an existing account's reset — its own message
+        // limit, its state, even a failing write — is answered as a sent message.
         let tenant = self.store.tenant_by_cname(cname).await.map_err(store_err)?;
+        let tenant_id = tenant.as_ref().map_or_else(decoy_tenant, |t| t.id.clone());
         let users = self
             .store
-            .users_by_email(tenant.as_ref().map(|t| &t.id), email.as_str())
+            .users_by_email(Some(&tenant_id), email.as_str())
             .await
             .map_err(store_err)?;
         let user = users.into_iter().find(|u| {
@@ -667,25 +678,23 @@ impl Rekey {
         });
         let Some(user) = user else {
             self.decoy_issue();
+            // What issue_code reads for a real account.
+            let _ = self.store.tenant(&tenant_id).await;
             return Ok(());
         };
         let delivery = Delivery::Send {
             channel: Channel::Email,
             url_template: None,
         };
-        match self.issue_code(caller, &user, delivery).await {
-            Ok(_) => Ok(()),
-            // Limits and states only an existing account has must not show (SPEC §10).
-            Err(err)
-                if matches!(
-                    err.kind,
-                    ErrorKind::ResourceExhausted | ErrorKind::FailedPrecondition
-                ) =>
-            {
-                Ok(())
+        if let Err(err) = self.issue_code(caller, &user, delivery).await {
+            if !matches!(
+                err.kind,
+                ErrorKind::ResourceExhausted | ErrorKind::FailedPrecondition
+            ) {
+                tracing::warn!(error = %err, "unauthenticated reset not issued");
             }
-            Err(err) => Err(err),
         }
+        Ok(())
     }
 
     /// The CPU work of issuing a code, for requests that name no account, so both paths cost
@@ -696,9 +705,8 @@ impl Rekey {
             length: self.config.code_length,
         };
         let code = policy.generate(self.rng.as_ref());
-        let decoy = TenantId::from_trusted(String::from("0"));
         let user = UserId::from_trusted(String::from("0"));
-        let _ = self.codes.sign(&decoy, &user, &code);
+        let _ = self.codes.sign(&decoy_tenant(), &user, &code);
         let _ = self
             .sealer
             .seal(self.rng.as_ref(), b"decoy", code.expose_secret().as_bytes());
@@ -864,16 +872,20 @@ impl Rekey {
                 .await
                 .map_err(store_err)?;
         }
-        let user = self
-            .find_user(user_id)
-            .await?
-            .ok_or_else(Error::code_not_found)?;
+        // The same reads whether or not the id names a user (index, user, pending code), so
+        // an unknown id cannot be told apart by the time its answer takes.
+        let tenant = self.store.user_tenant(user_id).await.map_err(store_err)?;
+        let known = tenant.is_some();
+        let tenant = tenant.unwrap_or_else(decoy_tenant);
+        let user = self.find_user_in(&tenant, user_id).await?;
         let pending = self
             .store
-            .pending_code(&user.tenant_id, &user.id)
+            .pending_code(&tenant, user_id)
             .await
-            .map_err(store_err)?
-            .ok_or_else(Error::code_not_found)?;
+            .map_err(store_err)?;
+        let (Some(user), Some(pending), true) = (user, pending, known) else {
+            return Err(Error::code_not_found());
+        };
         if let Some(err) = state_error(user.state) {
             return Err(err);
         }

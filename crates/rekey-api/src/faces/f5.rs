@@ -4,7 +4,6 @@
 //! Errors are grpc-gateway JSON `{"code":n,"message":"…","details":[]}`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -233,15 +232,43 @@ async fn no_auth_send_password_email(State(state): State<AppState>, request: Req
         Ok(input) => input,
         Err(err) => return F5Error(err).into_response(),
     };
-    let outcome = state
-        .rekey
-        .request_reset_unauthenticated(&caller, &cname, &email)
-        .await;
-    pad_until(started, state.settings.unauth_deadline).await;
+    let outcome = unauthenticated_reset(
+        &state,
+        caller,
+        cname,
+        email,
+        started + state.settings.unauth_deadline,
+    )
+    .await;
     answer(outcome)
 }
 
-/// Waits until `deadline` after `started`, so every unauthenticated answer takes as long.
-pub async fn pad_until(started: Instant, deadline: Duration) {
-    tokio::time::sleep_until(started + deadline).await;
+/// The no_auth flow answered at `deadline` whatever the database does (SPEC §10): the work
+/// runs in a task of its own, and what it has not finished by then — a slow write for an
+/// existing account — completes after the answer, which is then that of a sent message.
+/// Only the input-keyed rate limits (429) or a database that fails the very first step can
+/// change the answer, and those do not depend on whether the account exists.
+pub async fn unauthenticated_reset(
+    state: &AppState,
+    caller: Caller,
+    cname: String,
+    email: EmailAddress,
+    deadline: Instant,
+) -> Result<(), Error> {
+    let rekey = state.rekey.clone();
+    let work = tokio::spawn(async move {
+        rekey
+            .request_reset_unauthenticated(&caller, &cname, &email)
+            .await
+    });
+    let outcome = match tokio::time::timeout_at(deadline, work).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "unauthenticated reset task failed");
+            Err(Error::internal())
+        }
+        Err(_) => Ok(()),
+    };
+    tokio::time::sleep_until(deadline).await;
+    outcome
 }

@@ -404,3 +404,62 @@ async fn self_service_reset_emails_the_caller(db: DbKind) {
     let resp = app.post(path, Auth::None, &json!({})).await;
     assert_f5_error(&resp, 401, 16, "AUTH-7fs1e");
 }
+
+/// With a slow database (every chunk to and from PostgreSQL delayed), an existing account's
+/// reset needs more round trips than an unknown one's. The answer must still leave at the
+/// padded deadline for both — the existing account's write finishes after the answer — and
+/// the message must still be queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_auth_answers_at_the_deadline_even_when_the_database_is_slow() {
+    let app = crate::helpers::spawn_app_behind_slow_network(Duration::from_millis(10)).await;
+    let deadline = Duration::from_millis(400); // ServeSettings::default()
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(app.add_user(&app.t1, &format!("slow{i}@example.com")).await);
+    }
+    // Warm the pool so that connecting through the proxy is not what is measured.
+    let _ = no_auth(
+        &app,
+        Auth::None,
+        &json!({"cname": "acme.test", "email": "warm@example.com"}),
+    )
+    .await;
+    let mut existing = Vec::new();
+    let mut unknown = Vec::new();
+    for i in 0..4 {
+        let (resp, took) = no_auth(
+            &app,
+            Auth::None,
+            &json!({"cname": "acme.test", "email": format!("slow{i}@example.com")}),
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        existing.push(took);
+        let (resp, took) = no_auth(
+            &app,
+            Auth::None,
+            &json!({"cname": "acme.test", "email": format!("nobody{i}@example.com")}),
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        unknown.push(took);
+    }
+    existing.sort();
+    unknown.sort();
+    let (e, u) = (existing[1], unknown[1]);
+    let gap = e.abs_diff(u);
+    assert!(
+        gap < Duration::from_millis(60),
+        "existing {existing:?} vs unknown {unknown:?}"
+    );
+    assert!(e < deadline + Duration::from_millis(100), "{existing:?}");
+    assert!(e >= deadline && u >= deadline, "{existing:?} {unknown:?}");
+    // The work went on after the answer: every existing account got its message.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for user in &users {
+        assert_eq!(
+            app.messages(user, MessageKind::PasswordReset).await.len(),
+            1
+        );
+    }
+}

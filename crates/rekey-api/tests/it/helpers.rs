@@ -52,6 +52,7 @@ pub struct TestApp {
     pub admin2: String,
     users: Mutex<Vec<(TenantId, UserId)>>,
     server: tokio::task::JoinHandle<()>,
+    _proxy: Option<rekey_testkit::proxy::Proxy>,
     // Last: dropped after everything that uses the database.
     _db: TestDb,
 }
@@ -68,7 +69,38 @@ pub async fn spawn_app(kind: DbKind) -> TestApp {
 
 pub async fn spawn_app_with(kind: DbKind, config: Config) -> TestApp {
     let db = TestDb::new(kind);
-    let store = rekey_store::connect(db.url())
+    let url = db.url().to_owned();
+    spawn_app_on(db, &url, config, None).await
+}
+
+/// An app whose PostgreSQL traffic passes a proxy that delays every chunk by `delay`.
+pub async fn spawn_app_behind_slow_network(delay: std::time::Duration) -> TestApp {
+    let db = TestDb::new(DbKind::Postgres);
+    let mut url = url::Url::parse(db.url()).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = rekey_testkit::proxy::Proxy::start(target, delay).await;
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.addr().port())).unwrap();
+    spawn_app_on(db, url.as_str(), Config::default(), Some(proxy)).await
+}
+
+async fn spawn_app_on(
+    db: TestDb,
+    url: &str,
+    config: Config,
+    proxy: Option<rekey_testkit::proxy::Proxy>,
+) -> TestApp {
+    let kind = if url.starts_with("sqlite") {
+        DbKind::Sqlite
+    } else {
+        DbKind::Postgres
+    };
+    let store = rekey_store::connect(url)
         .await
         .unwrap_or_else(|e| panic!("opening the {} store: {e}", kind.name()));
     let clock = Arc::new(ManualClock::new(start_time()));
@@ -142,6 +174,7 @@ pub async fn spawn_app_with(kind: DbKind, config: Config) -> TestApp {
         admin2,
         users: Mutex::new(Vec::new()),
         server,
+        _proxy: proxy,
         _db: db,
     }
 }
