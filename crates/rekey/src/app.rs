@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rekey_api::serve::ServeOptions;
 use rekey_api::{AppState, ServeSettings};
 use rekey_core::clock::{OsRandom, Random, SystemClock};
 use rekey_core::code::CodeMac;
@@ -300,7 +301,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let delivery = tokio::spawn(worker.run(async move {
         let _ = worker_stopped.await;
     }));
-    let served = rekey_api::serve::serve(listener, app, tls, shutdown_signal()).await;
+    let options = serve_options(&settings);
+    let served = rekey_api::serve::serve(listener, app, tls, options, shutdown_signal()).await;
     // The requests are done (their messages are queued); the worker finishes the sends in
     // flight and leaves the rest pending for the next start.
     let _ = stop_worker.send(());
@@ -313,6 +315,21 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     served.context("server failed")?;
     tracing::info!("rekey stopped");
     Ok(())
+}
+
+/// Connection hygiene and the shutdown bound (SPEC §5).
+pub fn serve_options(settings: &Settings) -> ServeOptions {
+    let defaults = ServeOptions::default();
+    ServeOptions {
+        header_timeout: Duration::from_millis(settings.header_timeout_ms),
+        idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
+        max_connections: settings.max_connections,
+        shutdown_timeout: Duration::from_millis(settings.shutdown_timeout_ms),
+        // The worker's SMTP connections draw on the same open-file limit as the listener.
+        reserved_fds: defaults
+            .reserved_fds
+            .saturating_add(u64::try_from(settings.outbox.concurrency).unwrap_or(u64::MAX)),
+    }
 }
 
 /// TLS from `REKEY_TLS__CERT` and `REKEY_TLS__KEY` (both or neither).
