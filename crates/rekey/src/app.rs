@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rekey_api::serve::ServeOptions;
 use rekey_api::{AppState, ServeSettings};
 use rekey_core::clock::{OsRandom, Random, SystemClock};
 use rekey_core::code::CodeMac;
@@ -266,7 +267,8 @@ pub fn outbox_worker(
     Ok((worker, mailer))
 }
 
-/// Runs the server until SIGINT/SIGTERM, finishing in-flight requests.
+/// Runs the server until SIGINT/SIGTERM, finishing in-flight requests within the shutdown
+/// timeout.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let rekey = build(&settings).await?;
     if rekey
@@ -297,23 +299,54 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "rekey is serving");
-    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let delivery = tokio::spawn(worker.run(async move {
-        let _ = worker_stopped.await;
+    let options = serve_options(&settings);
+    let shutdown_timeout = options.shutdown_timeout;
+    // The signal stops the listener and the worker together, and its moment starts the one
+    // shutdown bound both are held to.
+    let (signal, signalled) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = signal.send(Some(tokio::time::Instant::now()));
+    };
+    let mut worker_signalled = signalled.clone();
+    let mut delivery = tokio::spawn(worker.run(async move {
+        // An error means serve ended without a signal (the sender is gone): stop as well.
+        let _ = worker_signalled.wait_for(Option::is_some).await;
     }));
-    let served = rekey_api::serve::serve(listener, app, tls, shutdown_signal()).await;
-    // The requests are done (their messages are queued); the worker finishes the sends in
-    // flight and leaves the rest pending for the next start.
-    let _ = stop_worker.send(());
-    if let Err(err) = delivery.await {
-        tracing::error!(error = %err, "outbox worker failed");
+    let served = rekey_api::serve::serve(listener, app, tls, options, shutdown).await;
+    let since = (*signalled.borrow()).unwrap_or_else(tokio::time::Instant::now);
+    // The worker lets its sends in flight finish; one that outlasts the bound is dropped, and
+    // its messages stay claimed until their lease runs out, then go out after the next start.
+    match tokio::time::timeout_at(since + shutdown_timeout, &mut delivery).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "outbox worker failed"),
+        Err(_) => {
+            tracing::warn!("outbox worker still sending at the shutdown timeout; stopped");
+            delivery.abort();
+        }
     }
     if let Some(mailer) = mailer {
-        mailer.close().await;
+        // QUIT to idle SMTP connections is a courtesy, not worth holding the exit for.
+        let _ = tokio::time::timeout(Duration::from_secs(1), mailer.close()).await;
     }
     served.context("server failed")?;
     tracing::info!("rekey stopped");
     Ok(())
+}
+
+/// Connection hygiene and the shutdown bound (SPEC §5).
+pub fn serve_options(settings: &Settings) -> ServeOptions {
+    let defaults = ServeOptions::default();
+    ServeOptions {
+        header_timeout: Duration::from_millis(settings.header_timeout_ms),
+        idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
+        max_connections: settings.max_connections,
+        shutdown_timeout: Duration::from_millis(settings.shutdown_timeout_ms),
+        // The worker's SMTP connections draw on the same open-file limit as the listener.
+        reserved_fds: defaults
+            .reserved_fds
+            .saturating_add(u64::try_from(settings.outbox.concurrency).unwrap_or(u64::MAX)),
+    }
 }
 
 /// TLS from `REKEY_TLS__CERT` and `REKEY_TLS__KEY` (both or neither).

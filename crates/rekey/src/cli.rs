@@ -170,7 +170,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, settings)) {
+    let result = runtime.block_on(run(cli, settings));
+    // A handler whose connection was cut at the shutdown timeout may still be running (an
+    // HTTP/2 stream's own task, a blocking hash): it must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("rekey: {err:#}");

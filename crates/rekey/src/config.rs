@@ -26,6 +26,15 @@ pub struct Settings {
     pub request_timeout_ms: u64,
     /// `REKEY_BODY_LIMIT_BYTES`: request body limit (→ 413).
     pub body_limit_bytes: usize,
+    /// `REKEY_HEADER_TIMEOUT_MS`: from opening a connection (and from each HTTP/1.1 response)
+    /// to a complete request head.
+    pub header_timeout_ms: u64,
+    /// `REKEY_IDLE_TIMEOUT_MS`: a connection with no request in flight is closed after this.
+    pub idle_timeout_ms: u64,
+    /// `REKEY_MAX_CONNECTIONS`: connections open at once (lowered to fit the open-file limit).
+    pub max_connections: usize,
+    /// `REKEY_SHUTDOWN_TIMEOUT_MS`: after SIGTERM, how long requests in flight may still run.
+    pub shutdown_timeout_ms: u64,
     /// `REKEY_TRUSTED_PROXIES`: comma-separated CIDRs whose `X-Forwarded-For` is believed.
     pub trusted_proxies: String,
     /// `REKEY_LOG_FORMAT`: `text` or `json`.
@@ -163,6 +172,10 @@ impl Default for Settings {
             unauth_deadline_ms: 400,
             request_timeout_ms: 10_000,
             body_limit_bytes: 65_536,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 4096,
+            shutdown_timeout_ms: 10_000,
             trusted_proxies: String::new(),
             log_format: "text".to_owned(),
             limits: LimitSettings::default(),
@@ -411,6 +424,13 @@ impl Settings {
         if self.outbox.lease_ms < 1_000 {
             bail!("outbox.lease_ms must be at least 1000");
         }
+        if self.header_timeout_ms == 0
+            || self.idle_timeout_ms == 0
+            || self.max_connections == 0
+            || self.shutdown_timeout_ms == 0
+        {
+            bail!("header_timeout_ms, idle_timeout_ms, max_connections and shutdown_timeout_ms must be at least 1");
+        }
         self.trusted_proxy_nets()?;
         Ok(())
     }
@@ -475,6 +495,8 @@ mod tests {
             // Numeric-looking text stays text.
             jail.set_env("REKEY_SMS__TWILIO_FROM", "+15005550006");
             jail.set_env("REKEY_SMTP__USERNAME", "12345");
+            jail.set_env("REKEY_IDLE_TIMEOUT_MS", "60000");
+            jail.set_env("REKEY_MAX_CONNECTIONS", "512");
             let s = Settings::load(Some(Path::new("rekey.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(s.listen, "0.0.0.0:9000"); // TOML over default
             assert_eq!(s.public_url, "https://env.test"); // env over TOML
@@ -485,6 +507,8 @@ mod tests {
             assert_eq!(s.smtp.password.as_deref(), Some("from-file"));
             assert_eq!(s.sms.twilio_from.as_deref(), Some("+15005550006"));
             assert_eq!(s.smtp.username.as_deref(), Some("12345"));
+            assert_eq!(s.idle_timeout_ms, 60_000);
+            assert_eq!(s.max_connections, 512);
             Ok(())
         });
     }
@@ -504,6 +528,16 @@ mod tests {
             jail.set_env("REKEY_OUTBOX__CONCURRENCY", "0");
             assert!(Settings::load(None).is_err());
             jail.set_env("REKEY_OUTBOX__CONCURRENCY", "2");
+            for key in [
+                "REKEY_HEADER_TIMEOUT_MS",
+                "REKEY_IDLE_TIMEOUT_MS",
+                "REKEY_MAX_CONNECTIONS",
+                "REKEY_SHUTDOWN_TIMEOUT_MS",
+            ] {
+                jail.set_env(key, "0");
+                assert!(Settings::load(None).is_err(), "{key}=0 accepted");
+                jail.set_env(key, "5");
+            }
             assert_eq!(
                 Settings::load(None)
                     .unwrap()
@@ -541,5 +575,9 @@ mod tests {
         assert_eq!(s.outbox.poll_ms, 500);
         assert_eq!(s.outbox.backoff_ms, 1000);
         assert_eq!(s.outbox.lease_ms, 60_000);
+        assert_eq!(s.header_timeout_ms, 10_000);
+        assert_eq!(s.idle_timeout_ms, 75_000);
+        assert_eq!(s.max_connections, 4096);
+        assert_eq!(s.shutdown_timeout_ms, 10_000);
     }
 }

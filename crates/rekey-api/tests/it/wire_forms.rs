@@ -11,7 +11,7 @@ use base64::Engine;
 use bytes::{Buf, Bytes};
 use http_body_util::BodyExt;
 use prost::Message;
-use rekey_api::serve::{serve, TlsConfig};
+use rekey_api::serve::{serve, ServeOptions, TlsConfig};
 use rekey_api::{AppState, ServeSettings};
 use rekey_proto::zitadel::management::v1 as mgmt;
 use rekey_proto::zitadel::org::v2 as org_v2;
@@ -876,9 +876,15 @@ async fn serve_again(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, rekey_api::router(state), tls, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(serve(
+        listener,
+        rekey_api::router(state),
+        tls,
+        ServeOptions::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     (port, stop, task)
 }
 

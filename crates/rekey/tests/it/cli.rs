@@ -252,6 +252,43 @@ async fn configuration_layers_and_cli_errors(kind: DbKind) {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("public_url"));
 }
 
+/// SIGTERM while a client holds an HTTP/2 connection open without a request and never answers
+/// the GOAWAY's PING: the process still exits, within the shutdown timeout and a little.
+#[tokio::test]
+async fn shutdown_is_not_held_by_an_idle_h2c_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut install = Install::new(DbKind::Sqlite).await;
+    install.set_env("REKEY_SHUTDOWN_TIMEOUT_MS", "1500");
+    let server = install.serve();
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // The preface and an empty SETTINGS frame; the server's SETTINGS back means it is HTTP/2.
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        idle.read_exact(&mut head),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(head[3], 4, "SETTINGS first");
+
+    let started = std::time::Instant::now();
+    let (graceful, log) = server.stop();
+    let took = started.elapsed();
+    assert!(graceful, "server did not stop gracefully:\n{log}");
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "took {took:?}:\n{log}"
+    );
+    assert!(log.contains("rekey stopped"), "{log}");
+    drop(idle);
+}
+
 rekey_testkit::both_dbs!(walkthrough);
 rekey_testkit::both_dbs!(first_start_prints_a_system_token_once);
 rekey_testkit::both_dbs!(configuration_layers_and_cli_errors);

@@ -45,9 +45,15 @@ impl Running {
             .context("binding 127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(rekey_api::serve::serve(listener, router, None, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(rekey_api::serve::serve(
+            listener,
+            router,
+            None,
+            rekey_api::serve::ServeOptions::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Ok(Self { addr, stop, task })
     }
 
