@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Rekey's whole test suite on a fresh machine: makes sure what the tests need is there
-# (PostgreSQL), then the quality gates and every test, against SQLite and PostgreSQL.
+# (PostgreSQL), then the quality gates and every test, against SQLite and PostgreSQL, then a
+# short run of each fuzz target (scripts/fuzz-smoke.sh).
 #
 #   scripts/test.sh
 #
@@ -58,5 +59,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 log "cargo test (SQLite and PostgreSQL)"
 cargo test --workspace -- --test-threads="${REKEY_TEST_THREADS:-4}"
+
+log "fuzz smoke (scripts/fuzz-smoke.sh)"
+scripts/fuzz-smoke.sh
 
 log "all tests passed"

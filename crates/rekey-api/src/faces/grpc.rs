@@ -127,8 +127,9 @@ impl Grpc {
 }
 
 /// v2beta messages are wire-identical to v2 (SPEC §3): re-encode one as the other, so v2beta
-/// calls run the v2 operations.
-fn recode<A: Message, B: Message + Default>(message: &A) -> Result<B, tonic::Status> {
+/// calls run the v2 operations. Public only for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn recode<A: Message, B: Message + Default>(message: &A) -> Result<B, tonic::Status> {
     B::decode(message.encode_to_vec().as_slice()).map_err(|err| {
         tracing::error!(%err, "v2beta/v2 message conversion failed");
         status(&Error::internal())
