@@ -269,8 +269,9 @@ pub struct Rekey {
     pub(crate) config: Config,
 }
 
-/// A tenant id no tenant has (real ids are time-ordered numbers, never 0): lookups for input
-/// that names nothing go there, so they cost what a real lookup costs.
+/// Where lookups for input that names nothing go, so they cost what a real lookup costs.
+/// Generated ids are time-ordered numbers, never 0; a system principal could still choose "0"
+/// for a tenant, so callers never use what a decoy lookup finds.
 fn decoy_tenant() -> TenantId {
     TenantId::from_trusted(String::from("0"))
 }

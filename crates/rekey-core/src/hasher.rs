@@ -43,6 +43,13 @@ impl HashBounds {
         max_output_bytes: 64,
     };
 
+    /// Whether computing a hash at this cost stays within the bounds.
+    pub fn allows_cost(&self, memory_kib: u32, iterations: u32, parallelism: u32) -> bool {
+        memory_kib <= self.max_memory_kib
+            && iterations <= self.max_iterations
+            && parallelism <= self.max_parallelism
+    }
+
     /// The bounds in words, for refusals and the docs.
     pub fn describe(&self) -> String {
         format!(
@@ -143,10 +150,7 @@ impl BoundedHash {
                 let (Some(m), Some(t), Some(p)) = (m, t, p) else {
                     return Err(HashRefusal::Params);
                 };
-                if m > bounds.max_memory_kib
-                    || t > bounds.max_iterations
-                    || p > bounds.max_parallelism
-                {
+                if !bounds.allows_cost(m, t, p) {
                     return Err(HashRefusal::Cost);
                 }
                 let salt = STANDARD_NO_PAD
@@ -225,10 +229,7 @@ impl HashParams {
                 ),
             )
         };
-        if self.memory_kib > bounds.max_memory_kib
-            || self.iterations > bounds.max_iterations
-            || self.parallelism > bounds.max_parallelism
-        {
+        if !bounds.allows_cost(self.memory_kib, self.iterations, self.parallelism) {
             return Err(refuse("are out of bounds".to_owned()));
         }
         Params::new(
