@@ -204,6 +204,8 @@ pub struct ResetIssued {
     pub details: Details,
     /// Only for [`Delivery::ReturnCode`].
     pub code: Option<SecretString>,
+    /// The queued message, for [`Delivery::Send`].
+    pub message_id: Option<String>,
 }
 
 /// How a password change proves itself.
@@ -268,6 +270,10 @@ pub struct Rekey {
     pub(crate) hasher: PasswordHasher,
     pub(crate) config: Config,
 }
+
+/// Why a message was parked at once: the user has no address on its channel.
+const NO_EMAIL: &str = "no email";
+const NO_PHONE: &str = "no phone";
 
 /// Where lookups for input that names nothing go, so they cost what a real lookup costs.
 /// Generated ids are time-ordered numbers, never 0; a system principal could still choose "0"
@@ -484,6 +490,18 @@ impl Rekey {
         user: &User,
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
+        self.issue_code_by(caller.actor(), caller.ip.clone(), user, delivery)
+            .await
+    }
+
+    /// [`Rekey::issue_code`] for an actor that is not an API caller (the CLI).
+    pub(crate) async fn issue_code_by(
+        &self,
+        actor: String,
+        ip: Option<String>,
+        user: &User,
+        delivery: Delivery,
+    ) -> Result<ResetIssued, Error> {
         if let Some(err) = state_error(user.state) {
             return Err(err);
         }
@@ -514,8 +532,8 @@ impl Rekey {
             now,
             NewEvent {
                 kind: "user.password.code.added",
-                actor: caller.actor(),
-                ip: caller.ip.clone(),
+                actor,
+                ip,
                 payload: json!({ "medium": medium, "kind": kind.as_str(), "code_id": code_id }),
             },
         );
@@ -564,10 +582,12 @@ impl Rekey {
             });
         }
 
+        let message_id = change.outbox.first().map(|m| m.id.clone());
         let details = self.store.change_user(&change).await.map_err(store_err)?;
         Ok(ResetIssued {
             details,
             code: matches!(delivery, Delivery::ReturnCode).then_some(code),
+            message_id,
         })
     }
 
@@ -739,8 +759,15 @@ impl Rekey {
         // message is parked as failed so admins can see it.
         let (state, last_error) = match (&recipient, channel) {
             (Some(_), _) => (OutboxState::Pending, None),
-            (None, Channel::Email) => (OutboxState::Failed, Some("no email".to_owned())),
-            (None, Channel::Sms) => (OutboxState::Failed, Some("no phone".to_owned())),
+            (None, Channel::Email) => (OutboxState::Failed, Some(NO_EMAIL.to_owned())),
+            (None, Channel::Sms) => (OutboxState::Failed, Some(NO_PHONE.to_owned())),
+        };
+        // A message that can never be sent keeps no secret: parked without its body, it is
+        // re-issued with a fresh code once the user has the address (retry).
+        let (body, body_expires_at) = if recipient.is_some() {
+            (body, payload.code.as_ref().and(payload.expires_at))
+        } else {
+            (Vec::new(), None)
         };
         Ok(OutboxMessage {
             idempotency_key: format!("{id}.{}", user.tenant_id),
@@ -758,6 +785,7 @@ impl Rekey {
             last_error,
             created_at: now,
             sent_at: None,
+            body_expires_at,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod model;
 pub mod outbox;
 pub mod password;
+pub mod retry;
 pub mod setup;
 pub mod store;
 pub mod url_template;

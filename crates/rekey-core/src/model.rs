@@ -374,4 +374,7 @@ pub struct OutboxMessage {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// When the code sealed in `body` expires (`None`: the body holds no code, or is erased).
+    /// A message parked as failed loses its body then: nothing in it could still be used.
+    pub body_expires_at: Option<DateTime<Utc>>,
 }

@@ -301,8 +301,9 @@ pub trait Store: Send + Sync + 'static {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError>;
-    /// Parks a pending message as `failed` (visible to admins), keeping its sealed body so
-    /// [`Store::retry_outbox`] can send it again. `error` must not hold the body or a code.
+    /// Parks a pending message as `failed` (visible to admins), keeping its sealed body — until
+    /// its code expires ([`Store::erase_expired_failed_bodies`]) — so [`Store::retry_outbox`]
+    /// can send it again. `error` must not hold the body or a code.
     /// `false` when the message is not (or no longer) pending.
     async fn park_outbox_failed(
         &self,
@@ -310,6 +311,9 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         error: &str,
     ) -> Result<bool, StoreError>;
+    /// Erases the sealed body of every failed message whose code expired at or before `now`;
+    /// how many.
+    async fn erase_expired_failed_bodies(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// An admin's retry of a failed message, by id alone: back to `pending`, due at `now`,
     /// attempts 0, error cleared. `false` when no failed message has this id.
     async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;

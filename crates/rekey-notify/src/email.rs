@@ -221,6 +221,7 @@ mod tests {
             last_error: None,
             created_at: at,
             sent_at: None,
+            body_expires_at: None,
         };
         let payload = MessagePayload {
             tenant_id: "t1".to_owned(),

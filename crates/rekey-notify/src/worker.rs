@@ -268,18 +268,21 @@ impl Worker {
         tracing::info!("outbox worker stopped");
     }
 
-    /// Housekeeping that keeps the database bounded: rate-limit counters whose window has
-    /// ended are deleted. Failures are logged and tried again next time.
+    /// Housekeeping that keeps the database bounded and free of dead secrets: rate-limit
+    /// counters whose window has ended are deleted, and failed messages lose their sealed body
+    /// once the code in it has expired. Failures are logged and tried again next time.
     pub async fn maintain(&self) {
-        match self
-            .inner
-            .store
-            .purge_rate_limits(self.inner.clock.now())
-            .await
-        {
+        let store = &self.inner.store;
+        let now = self.inner.clock.now();
+        match store.purge_rate_limits(now).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(deleted = n, "ended rate-limit windows deleted"),
             Err(err) => tracing::warn!(error = %err, "rate-limit purge failed"),
+        }
+        match store.erase_expired_failed_bodies(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(erased = n, "expired bodies of failed messages erased"),
+            Err(err) => tracing::warn!(error = %err, "erasing expired outbox bodies failed"),
         }
     }
 
@@ -650,6 +653,7 @@ mod tests {
                     last_error: None,
                     created_at: now,
                     sent_at: None,
+                    body_expires_at: payload.expires_at,
                 });
             }
             self.store.change_user(&change).await.unwrap();
@@ -723,6 +727,29 @@ mod tests {
         // The counter is gone (not merely rolled over): nothing left to purge.
         assert_eq!(s.store.purge_rate_limits(s.clock.now()).await.unwrap(), 0);
         s.store.hit_rate_limit(&hit("ip:a")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn maintenance_erases_the_bodies_of_failed_messages_once_their_code_expired() {
+        let s = setup().await;
+        let worker = s.worker(WorkerConfig::default(), false);
+        s.queue(Channel::Email, &["m1"]).await;
+        let tenant = TenantId::parse("t1").unwrap();
+        assert!(s
+            .store
+            .park_outbox_failed(&tenant, "m1", "gave up")
+            .await
+            .unwrap());
+        worker.maintain().await;
+        assert!(
+            !s.message("m1").await.body.is_empty(),
+            "the code is still good"
+        );
+        s.clock.advance(chrono::Duration::hours(1));
+        worker.maintain().await;
+        let parked = s.message("m1").await;
+        assert!(parked.body.is_empty());
+        assert_eq!(parked.state, OutboxState::Failed);
     }
 
     #[tokio::test]

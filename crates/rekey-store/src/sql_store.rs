@@ -109,7 +109,7 @@ const EVENT_COLUMNS: &str = "tenant_id, aggregate_id, sequence, kind, actor, ip,
 
 const OUTBOX_COLUMNS: &str = "tenant_id, id, user_id, channel, recipient, kind, \
     idempotency_key, key_id, body, state, attempts, next_attempt_at, last_error, created_at, \
-    sent_at";
+    sent_at, body_expires_at";
 
 /// Fixed-window counter. A hit from a later window restarts the count; a hit stamped with an
 /// earlier window than the stored one (a replica whose clock lags) counts toward the stored,
@@ -340,6 +340,10 @@ where
             last_error: Self::get(row, "last_error")?,
             created_at: time("outbox.created_at", Self::get(row, "created_at")?)?,
             sent_at: opt_time("outbox.sent_at", Self::get(row, "sent_at")?)?,
+            body_expires_at: opt_time(
+                "outbox.body_expires_at",
+                Self::get(row, "body_expires_at")?,
+            )?,
         })
     }
 
@@ -560,8 +564,8 @@ where
         sqlx::query(
             "INSERT INTO outbox (tenant_id, id, user_id, channel, recipient, kind, \
              idempotency_key, key_id, body, state, attempts, next_attempt_at, last_error, \
-             created_at, sent_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             created_at, sent_at, body_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(message.tenant_id.as_str().to_owned())
         .bind(message.id.clone())
@@ -578,6 +582,7 @@ where
         .bind(message.last_error.clone())
         .bind(micros(message.created_at))
         .bind(message.sent_at.map(micros))
+        .bind(message.body_expires_at.map(micros))
         .execute(&mut *conn)
         .await
         .map_err(|e| {
@@ -1215,7 +1220,8 @@ where
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let query = sqlx::query(
-            "UPDATE outbox SET state = 'sent', sent_at = $1, body = $2, last_error = NULL \
+            "UPDATE outbox SET state = 'sent', sent_at = $1, body = $2, last_error = NULL, \
+             body_expires_at = NULL \
              WHERE tenant_id = $3 AND id = $4 AND state = 'pending' RETURNING id",
         )
         .bind(micros(at))
@@ -1257,6 +1263,22 @@ where
         .bind(tenant.as_str().to_owned())
         .bind(id.to_owned());
         self.update_outbox("park outbox message", query).await
+    }
+
+    async fn erase_expired_failed_bodies(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        const OP: &str = "erase expired outbox bodies";
+        let mut tx = self.begin_write(OP).await?;
+        let result = sqlx::query(
+            "UPDATE outbox SET body = $1, body_expires_at = NULL \
+             WHERE state = 'failed' AND body_expires_at <= $2 RETURNING id",
+        )
+        .bind(Vec::<u8>::new())
+        .bind(micros(now))
+        .fetch_all(&mut *tx)
+        .await
+        .map(|rows| u64::try_from(rows.len()).unwrap_or(u64::MAX))
+        .map_err(|e| db_error(OP, e));
+        Self::finish(OP, tx, result).await
     }
 
     async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {

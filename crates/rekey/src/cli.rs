@@ -12,6 +12,7 @@ use rekey_core::ids::UserId;
 use rekey_core::model::{
     CodeAlphabet, Event, OutboxMessage, OutboxState, Role, Tenant, TenantSettings, User, UserState,
 };
+use rekey_core::retry::Retried;
 use rekey_core::store::EventFilter;
 use rekey_core::validate::{Cname, EmailAddress, PhoneNumber};
 use secrecy::{ExposeSecret, SecretString};
@@ -331,16 +332,21 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Outbox(OutboxCommand::Retry { id }) => {
-            let now = rekey.clock().now();
-            let requeued = rekey
-                .store()
-                .retry_outbox(&id, now)
+            match rekey
+                .retry_outbox_message("cli", &id)
                 .await
-                .map_err(|e| anyhow!("{e}"))?;
-            if !requeued {
-                bail!("no failed outbox message with id {id}");
+                .map_err(core_err)?
+            {
+                Retried::Requeued { id } => {
+                    out.print(&id, json!({ "id": id, "state": "pending" }));
+                }
+                Retried::Reissued { id: new } => {
+                    out.print(
+                        &new,
+                        json!({ "id": new, "state": "pending", "reissued_from": id }),
+                    );
+                }
             }
-            out.print(&id, json!({ "id": id, "state": "pending" }));
             Ok(())
         }
         Command::Events {

@@ -7,6 +7,7 @@ mod connections;
 mod f5;
 mod helpers;
 mod management_v1;
+mod outbox_retry;
 mod password_reset;
 mod rate_limit;
 mod secrets;

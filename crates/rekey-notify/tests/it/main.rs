@@ -61,6 +61,7 @@ impl Fixture {
             last_error: None,
             created_at: at(),
             sent_at: None,
+            body_expires_at: None,
         };
         Self {
             message,

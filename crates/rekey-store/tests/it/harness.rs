@@ -319,6 +319,7 @@ pub fn message(tenant: &str, user: &str, id: &str, state: OutboxState) -> Outbox
         last_error: None,
         created_at: t(10),
         sent_at: None,
+        body_expires_at: None,
     }
 }
 

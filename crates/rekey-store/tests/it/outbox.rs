@@ -20,6 +20,7 @@ conformance!(
     reschedule_and_park_only_touch_pending_messages,
     retry_by_id_brings_a_failed_message_back,
     lookup_by_id,
+    failed_bodies_are_erased_once_their_code_expired,
 );
 
 /// Queues `messages` (all of one user) the way a flow does: inside a user change.
@@ -488,4 +489,69 @@ async fn lookup_by_id(fx: Fixture) {
             .user_id,
         uid("u3")
     );
+}
+
+async fn failed_bodies_are_erased_once_their_code_expired(fx: Fixture) {
+    seed(&fx).await;
+    let with_code = |id: &str, expires: i64| {
+        let mut m = msg("t1", "u1", id, 0);
+        m.body_expires_at = Some(t(expires));
+        m
+    };
+    // Parked ones with a code expiring at 100 s and 200 s, one pending with a code expiring
+    // at 100 s, and a parked notice without a code.
+    queue(
+        &fx,
+        vec![
+            with_code("f100", 100),
+            with_code("f200", 200),
+            with_code("p100", 100),
+            msg("t1", "u1", "notice", 0),
+        ],
+    )
+    .await;
+    for id in ["f100", "f200", "notice"] {
+        let claimed = fx.store.outbox_message(id).await.unwrap().unwrap();
+        assert!(!claimed.body.is_empty());
+        assert!(fx
+            .store
+            .park_outbox_failed(&tid("t1"), id, "gave up")
+            .await
+            .unwrap());
+    }
+    let stored = fx.store.outbox_message("f200").await.unwrap().unwrap();
+    assert_eq!(stored.body_expires_at, Some(t(200)));
+
+    assert_eq!(
+        fx.store.erase_expired_failed_bodies(t(99)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        fx.store.erase_expired_failed_bodies(t(100)).await.unwrap(),
+        1
+    );
+    let body = |id: &'static str| {
+        let store = fx.store.clone();
+        async move { store.outbox_message(id).await.unwrap().unwrap() }
+    };
+    let erased = body("f100").await;
+    assert!(erased.body.is_empty());
+    assert_eq!(erased.body_expires_at, None);
+    assert_eq!(erased.state, OutboxState::Failed);
+    assert!(!body("f200").await.body.is_empty());
+    // Pending messages are the worker's to send, whatever their expiry.
+    assert!(!body("p100").await.body.is_empty());
+    // Nothing to erase twice; a notice without a code keeps its body.
+    assert_eq!(
+        fx.store.erase_expired_failed_bodies(t(150)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        fx.store
+            .erase_expired_failed_bodies(t(10_000))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!body("notice").await.body.is_empty());
 }

@@ -1,0 +1,84 @@
+//! An admin's retry of a parked (failed) outbox message (SPEC §11) — one flow for the CLI and
+//! the operations route. A message whose sealed body is still usable goes back to the queue
+//! as it is (same Message-ID); one whose body was erased or whose code has expired is never
+//! resent dead: the user gets a fresh code in a new message, as if reset again.
+
+use crate::error::{Error, ErrorKind};
+use crate::flows::{store_err, Delivery, Rekey};
+use crate::model::{Channel, MessageKind, OutboxState};
+
+/// What a retry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// The message itself is pending again.
+    Requeued { id: String },
+    /// A fresh code went out in a new message (new id, new Message-ID); the old one stays
+    /// failed.
+    Reissued { id: String },
+}
+
+fn not_found() -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        "REKEY-ObNF",
+        "No failed outbox message with this id",
+    )
+}
+
+impl Rekey {
+    /// Retries the failed message `id` on behalf of `actor` (who appears in the audit trail).
+    pub async fn retry_outbox_message(&self, actor: &str, id: &str) -> Result<Retried, Error> {
+        let message = self
+            .store
+            .outbox_message(id)
+            .await
+            .map_err(store_err)?
+            .filter(|m| m.state == OutboxState::Failed)
+            .ok_or_else(not_found)?;
+        let now = self.now();
+        let usable = !message.body.is_empty()
+            && message.recipient.is_some()
+            && message.body_expires_at.is_none_or(|at| at > now);
+        if usable {
+            return if self.store.retry_outbox(id, now).await.map_err(store_err)? {
+                Ok(Retried::Requeued { id: id.to_owned() })
+            } else {
+                Err(not_found())
+            };
+        }
+        if message.kind == MessageKind::PasswordChanged {
+            return Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                "REKEY-ObChg",
+                "A password-changed notice without its body cannot be sent again",
+            ));
+        }
+        let user = self
+            .find_user_in(&message.tenant_id, &message.user_id)
+            .await?
+            .ok_or_else(Error::user_not_found_v2)?;
+        let has_address = match message.channel {
+            Channel::Email => !user.email.is_empty(),
+            Channel::Sms => user.phone.as_deref().is_some_and(|p| !p.is_empty()),
+        };
+        if !has_address {
+            return Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                "REKEY-ObAdr",
+                match message.channel {
+                    Channel::Email => "The user still has no email address",
+                    Channel::Sms => "The user still has no phone number",
+                },
+            ));
+        }
+        let delivery = Delivery::Send {
+            channel: message.channel,
+            url_template: None,
+        };
+        let issued = self
+            .issue_code_by(actor.to_owned(), None, &user, delivery)
+            .await?;
+        let id = issued.message_id.ok_or_else(Error::internal)?;
+        Ok(Retried::Reissued { id })
+    }
+}
