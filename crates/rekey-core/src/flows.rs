@@ -282,6 +282,11 @@ fn decoy_tenant() -> TenantId {
     TenantId::from_trusted(String::from("0"))
 }
 
+/// A user id no user can have: one character longer than any id the API accepts.
+fn decoy_user() -> UserId {
+    UserId::from_trusted("0".repeat(crate::ids::MAX_ID_LEN + 1))
+}
+
 pub(crate) fn store_err(err: StoreError) -> Error {
     Error::from(err)
 }
@@ -698,9 +703,7 @@ impl Rekey {
             tenant.is_some() && matches!(u.state, UserState::Initial | UserState::Active)
         });
         let Some(user) = user else {
-            self.decoy_issue();
-            // What issue_code reads for a real account.
-            let _ = self.store.tenant(&tenant_id).await;
+            self.decoy_issue(caller, &tenant_id).await;
             return Ok(());
         };
         let delivery = Delivery::Send {
@@ -718,19 +721,47 @@ impl Rekey {
         Ok(())
     }
 
-    /// The CPU work of issuing a code, for requests that name no account, so both paths cost
-    /// about the same before the padded deadline.
-    fn decoy_issue(&self) {
+    /// What issuing a code costs — its reads, its CPU work and its write transaction — for a
+    /// request that names no account, so both kinds of input do the same work. The write is a
+    /// user change on a user id no user can have (longer than any id the API accepts); the
+    /// store refuses it as not found after taking the same locks a real issue takes first.
+    async fn decoy_issue(&self, caller: &Caller, tenant: &TenantId) {
+        let _ = self.store.tenant(tenant).await;
         let policy = CodePolicy {
             alphabet: self.config.code_alphabet,
             length: self.config.code_length,
         };
         let code = policy.generate(self.rng.as_ref());
-        let user = UserId::from_trusted(String::from("0"));
-        let _ = self.codes.sign(&decoy_tenant(), &user, &code);
+        let user = decoy_user();
+        let _ = self.codes.sign(tenant, &user, &code);
         let _ = self
             .sealer
             .seal(self.rng.as_ref(), b"decoy", code.expose_secret().as_bytes());
+        let now = self.now();
+        let mut change = UserChange::new(
+            tenant.clone(),
+            user,
+            now,
+            NewEvent {
+                kind: "user.password.code.added",
+                actor: caller.actor(),
+                ip: caller.ip.clone(),
+                payload: json!({}),
+            },
+        );
+        change.require_state = vec![UserState::Initial, UserState::Active];
+        change.void_pending_codes = true;
+        change.rate_limit = Some(RateLimitHit {
+            key: format!("msg:{tenant}:decoy"),
+            limit: self.config.limits.messages_per_user_per_hour,
+            window_secs: 3600,
+            at: now,
+        });
+        match self.store.change_user(&change).await {
+            Err(StoreError::NotFound) => {}
+            Ok(_) => tracing::error!("a decoy user change found a user"),
+            Err(err) => tracing::debug!(error = %err, "decoy user change failed"),
+        }
     }
 
     fn language_of(&self, user: &User, settings: &EffectiveSettings) -> String {
