@@ -4,7 +4,10 @@
 //!   against that same server's accept rate from a plain SMTP client with the same number of
 //!   connections, target ≥ 70 %;
 //! - (f) `POST /no_auth/send_password_email` latency for existing vs unknown emails (the
-//!   padded deadline must hide which is which), target |median difference| ≤ 5 ms.
+//!   padded deadline must hide which is which), target |median difference| ≤ 5 ms; once on a
+//!   quiet database and once with a competing writer that keeps taking the lock the existing
+//!   path needs (SQLite: the database's write lock; PostgreSQL: the bench users' rows) for
+//!   20 ms at a time (issue 7).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -141,6 +144,12 @@ pub struct MailReport {
     pub existing: Vec<f64>,
     pub unknown: Vec<f64>,
     pub no_auth_failures: usize,
+    /// (f) again while a competing writer holds the lock the existing path needs.
+    pub existing_busy: Vec<f64>,
+    pub unknown_busy: Vec<f64>,
+    pub busy_failures: usize,
+    /// Lock holds the competing writer completed during the busy run.
+    pub busy_holds: usize,
     pub no_auth_clients: usize,
     pub deadline_ms: u64,
 }
@@ -325,10 +334,26 @@ async fn mail_phases(
         })))
     })
     .await?;
-    let result = no_auth(args, &rekey).await;
+    let quiet = no_auth(args, &rekey, "").await;
+    let busy = match &quiet {
+        Ok(_) => {
+            let url = settings.database_url.clone().unwrap_or_default();
+            let (halt, halted) = tokio::sync::watch::channel(false);
+            let writer = crate::on(server, async move {
+                Ok(tokio::spawn(competing_writer(url, halted)))
+            })
+            .await?;
+            let result = no_auth(args, &rekey, "busy-").await;
+            let _ = halt.send(true);
+            let holds = writer.await.context("competing writer task")??;
+            result.map(|r| (r, holds))
+        }
+        Err(_) => Err(anyhow::anyhow!("skipped")),
+    };
     let _ = stop.send(());
     worker.await.context("worker task")?;
-    let (existing, unknown, failures) = result?;
+    let (existing, unknown, failures) = quiet?;
+    let ((existing_busy, unknown_busy, busy_failures), busy_holds) = busy?;
     Ok(MailReport {
         database,
         messages: n,
@@ -338,15 +363,57 @@ async fn mail_phases(
         existing,
         unknown,
         no_auth_failures: failures,
+        existing_busy,
+        unknown_busy,
+        busy_failures,
+        busy_holds,
         no_auth_clients: args.clients,
         deadline_ms: settings.unauth_deadline_ms,
     })
 }
 
+/// Until `halt`, takes the lock an existing account's reset needs and holds it 20 ms, with
+/// 5 ms between holds: SQLite's write lock (`BEGIN IMMEDIATE`), or on PostgreSQL the rows of
+/// every user (`FOR UPDATE`). Returns how many holds it completed.
+async fn competing_writer(
+    url: String,
+    mut halt: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<usize> {
+    use sqlx::Connection;
+    let hold = Duration::from_millis(20);
+    let gap = Duration::from_millis(5);
+    let mut holds = 0usize;
+    if url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+        while !*halt.borrow_and_update() {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+            tokio::time::sleep(hold).await;
+            sqlx::query("COMMIT").execute(&mut conn).await?;
+            holds += 1;
+            tokio::time::sleep(gap).await;
+        }
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        while !*halt.borrow_and_update() {
+            sqlx::query("BEGIN").execute(&mut conn).await?;
+            sqlx::query("SELECT id FROM users FOR UPDATE")
+                .fetch_all(&mut conn)
+                .await?;
+            tokio::time::sleep(hold).await;
+            sqlx::query("COMMIT").execute(&mut conn).await?;
+            holds += 1;
+            tokio::time::sleep(gap).await;
+        }
+    }
+    Ok(holds)
+}
+
 /// `clients` closed-loop clients, each alternating existing and unknown emails; latencies in ms.
+/// `prefix` keeps a second run's unknown emails apart from the first's.
 async fn no_auth(
     args: &MailArgs,
     rekey: &RekeyServer,
+    prefix: &'static str,
 ) -> anyhow::Result<(Vec<f64>, Vec<f64>, usize)> {
     let client = crate::load::client()?;
     let url = rekey.running.url("/no_auth/send_password_email")?;
@@ -363,7 +430,7 @@ async fn no_auth(
                     let email = if known {
                         format!("user{i}@bench-0.example")
                     } else {
-                        format!("nobody{i}@bench-0.example")
+                        format!("{prefix}nobody{i}@bench-0.example")
                     };
                     let body = serde_json::json!({ "cname": "bench-0.example", "email": email });
                     let started = Instant::now();
@@ -449,7 +516,16 @@ pub fn markdown(reports: &[MailReport]) -> String {
     out.push('\n');
     out.push_str("| database | (f) class | samples | p50 ms | p90 ms | p99 ms | max ms | non-2xx |\n|---|---|---|---|---|---|---|---|\n");
     for r in reports {
-        for (class, values) in [("existing", &r.existing), ("unknown", &r.unknown)] {
+        for (class, values, failures) in [
+            ("existing", &r.existing, r.no_auth_failures.to_string()),
+            ("unknown", &r.unknown, "(both)".to_owned()),
+            (
+                "existing, competing writer",
+                &r.existing_busy,
+                r.busy_failures.to_string(),
+            ),
+            ("unknown, competing writer", &r.unknown_busy, "(both)".to_owned()),
+        ] {
             let max = values.iter().copied().fold(f64::NAN, f64::max);
             out.push_str(&format!(
                 "| {} | {class} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
@@ -459,15 +535,23 @@ pub fn markdown(reports: &[MailReport]) -> String {
                 percentile(values, 90.0),
                 percentile(values, 99.0),
                 max,
-                if class == "existing" {
-                    r.no_auth_failures.to_string()
-                } else {
-                    "(both)".to_owned()
-                }
+                failures
             ));
         }
     }
     out.push('\n');
+    for r in reports {
+        let busy_diff = (median(&r.existing_busy) - median(&r.unknown_busy)).abs();
+        out.push_str(&format!(
+            "- {}: (f) with a competing writer ({} lock holds of 20 ms during the run): |median existing − median unknown| = {:.2} ms, p99 existing {:.1} ms vs unknown {:.1} ms: **{}**\n",
+            r.database,
+            r.busy_holds,
+            busy_diff,
+            percentile(&r.existing_busy, 99.0),
+            percentile(&r.unknown_busy, 99.0),
+            verdict(busy_diff <= 5.0 && r.busy_failures == 0),
+        ));
+    }
     for r in reports {
         let diff = (median(&r.existing) - median(&r.unknown)).abs();
         out.push_str(&format!(
