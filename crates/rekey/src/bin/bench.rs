@@ -29,6 +29,8 @@ mod load;
 mod mail;
 #[path = "bench/raw_argon2.rs"]
 mod raw_argon2;
+#[path = "bench/replicas.rs"]
+mod replicas;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/servers.rs"]
@@ -136,6 +138,9 @@ struct Args {
     /// Concurrent clients in (f), each alternating existing and unknown emails.
     #[arg(long, default_value_t = 8)]
     no_auth_clients: usize,
+    /// Also run (g): two replicas on one PostgreSQL against one (needs PostgreSQL).
+    #[arg(long)]
+    replicas: bool,
     /// Also print a Markdown section for BENCHMARKS.md.
     #[arg(long)]
     markdown: bool,
@@ -233,6 +238,27 @@ fn run() -> anyhow::Result<()> {
             anyhow::Ok(())
         })?;
     }
+    let replica_report = if args.replicas && !args.skip_postgres {
+        load.block_on(async {
+            eprintln!("rekey-bench: (g) two replicas on PostgreSQL …");
+            let admin_url = args.postgres_url.clone();
+            let database = on(&handle, async move { PgDatabase::create(&admin_url).await }).await?;
+            let dir = scratch.path().join("replicas");
+            let result = replicas::bench_replicas(
+                &handle,
+                &database.url,
+                &dir,
+                args.clients,
+                args.seconds,
+                args.rounds.max(2),
+            )
+            .await;
+            on(&handle, async move { database.drop_database().await }).await?;
+            result.map(Some)
+        })?
+    } else {
+        None
+    };
     let reports = load.block_on(async {
         let mut reports = Vec::new();
         if args.skip_core {
@@ -267,6 +293,10 @@ fn run() -> anyhow::Result<()> {
     if !mail_reports.is_empty() {
         println!();
         print!("{}", mail::markdown(&mail_reports));
+    }
+    if let Some(report) = &replica_report {
+        println!();
+        print!("{}", replicas::markdown(report));
     }
     Ok(())
 }
