@@ -796,8 +796,9 @@ where
                 .await
                 .map_err(|e| unique_as(OP, "user id", e))?;
             let sql = format!(
-                "INSERT INTO users ({USER_COLUMNS}, email_lower) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+                "INSERT INTO users ({USER_COLUMNS}, email_lower, username_lower) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19)"
             );
             sqlx::query(&sql)
                 .bind(user.tenant_id.as_str().to_owned())
@@ -818,6 +819,7 @@ where
                 .bind(micros(user.creation_date))
                 .bind(micros(user.change_date))
                 .bind(email_lower.clone())
+                .bind(user.username.to_lowercase())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
