@@ -11,7 +11,7 @@ use rekey_core::model::{
     ApiToken, Channel, CodeKind, MessageKind, NewEvent, OutboxMessage, OutboxState, Role, Tenant,
     TenantSettings, User, UserState,
 };
-use rekey_core::store::{NewResetCode, Store, UserChange};
+use rekey_core::store::{NewResetCode, Store, UserChange, UserSearch};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
@@ -353,6 +353,19 @@ pub async fn seed(fx: &Fixture) {
             .insert_user(&user(tenant, id, email), &event("user.added"))
             .await
             .unwrap();
+    }
+}
+
+/// A search for every user of `tenant` (None: of every tenant), deleted ones included, oldest
+/// first, without a practical limit.
+pub fn every_user(tenant: Option<&str>) -> UserSearch {
+    UserSearch {
+        tenant: tenant.map(tid),
+        filters: Vec::new(),
+        include_deleted: true,
+        asc: true,
+        offset: 0,
+        limit: u32::MAX,
     }
 }
 

@@ -1,6 +1,6 @@
 use rekey_core::store::{EventFilter, StoreError};
 
-use crate::harness::{event, seed, t, tid, uid, user, Fixture};
+use crate::harness::{event, every_user, seed, t, tid, uid, user, Fixture};
 
 conformance!(
     insert_and_get,
@@ -15,11 +15,19 @@ conformance!(
 
 async fn list_users_and_tenants_stay_within_their_tenant(fx: Fixture) {
     seed(&fx).await;
-    let ids = |users: Vec<rekey_core::model::User>| -> Vec<String> {
-        users.into_iter().map(|u| u.id.to_string()).collect()
+    let ids = |page: rekey_core::store::UserPage| -> Vec<String> {
+        page.users.into_iter().map(|u| u.id.to_string()).collect()
     };
-    let t1 = ids(fx.store.list_users(&tid("t1")).await.unwrap());
-    let t2 = ids(fx.store.list_users(&tid("t2")).await.unwrap());
+    let t1 = ids(fx
+        .store
+        .search_users(&every_user(Some("t1")))
+        .await
+        .unwrap());
+    let t2 = ids(fx
+        .store
+        .search_users(&every_user(Some("t2")))
+        .await
+        .unwrap());
     assert!(!t1.is_empty() && !t2.is_empty());
     assert!(t1.iter().all(|id| !t2.contains(id)), "{t1:?} / {t2:?}");
     for id in &t1 {
@@ -28,7 +36,13 @@ async fn list_users_and_tenants_stay_within_their_tenant(fx: Fixture) {
             Some(tid("t1"))
         );
     }
-    assert!(fx.store.list_users(&tid("nope")).await.unwrap().is_empty());
+    assert!(fx
+        .store
+        .search_users(&every_user(Some("nope")))
+        .await
+        .unwrap()
+        .users
+        .is_empty());
     let tenants: Vec<String> = fx
         .store
         .tenants()
