@@ -177,6 +177,19 @@ impl Fixture {
         }
     }
 
+    /// Runs a write statement on a connection of its own (the SQLite view is read-only), for
+    /// bulk data the store API would take long to insert.
+    pub async fn execute(&self, sql: &str) {
+        match &self.db {
+            Db::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.map(drop)
+            }
+            Db::Pg(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         self.scalar(&format!("SELECT COUNT(*) FROM {table}")).await
     }
