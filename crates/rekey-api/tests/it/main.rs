@@ -6,6 +6,7 @@
 mod connections;
 mod f5;
 mod helpers;
+mod list_users;
 mod management_v1;
 mod password_reset;
 mod rate_limit;
