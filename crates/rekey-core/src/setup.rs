@@ -7,7 +7,10 @@ use crate::error::{Error, ErrorKind};
 use crate::flows::{store_err, Caller, NewUser, NewUserOptions, Rekey};
 use crate::ids::{TenantId, UserId};
 use crate::model::{Details, NewEvent, Principal, Role, Tenant, User, UserState};
-use crate::store::UserChange;
+use crate::store::{UserChange, UserSearch};
+// The search's vocabulary is the store's (it evaluates searches); re-exported where the setup
+// API has always offered it.
+pub use crate::store::{TextMatch, UserFilter, UserPage};
 use crate::validate::Cname;
 
 /// Most users one list call returns.
@@ -20,62 +23,6 @@ pub enum OrgRef {
     Domain(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextMatch {
-    Equals,
-    EqualsIgnoreCase,
-    StartsWith,
-    StartsWithIgnoreCase,
-    Contains,
-    ContainsIgnoreCase,
-    EndsWith,
-    EndsWithIgnoreCase,
-}
-
-impl TextMatch {
-    pub fn matches(self, value: &str, wanted: &str) -> bool {
-        let (v, w) = match self {
-            TextMatch::EqualsIgnoreCase
-            | TextMatch::StartsWithIgnoreCase
-            | TextMatch::ContainsIgnoreCase
-            | TextMatch::EndsWithIgnoreCase => (value.to_lowercase(), wanted.to_lowercase()),
-            _ => (value.to_owned(), wanted.to_owned()),
-        };
-        match self {
-            TextMatch::Equals | TextMatch::EqualsIgnoreCase => v == w,
-            TextMatch::StartsWith | TextMatch::StartsWithIgnoreCase => v.starts_with(&w),
-            TextMatch::Contains | TextMatch::ContainsIgnoreCase => v.contains(&w),
-            TextMatch::EndsWith | TextMatch::EndsWithIgnoreCase => v.ends_with(&w),
-        }
-    }
-}
-
-/// One condition of a user search; all conditions must hold.
-#[derive(Debug, Clone)]
-pub enum UserFilter {
-    UserName(String, TextMatch),
-    Email(String, TextMatch),
-    State(UserState),
-    InIds(Vec<String>),
-    InEmails(Vec<String>),
-    Tenant(TenantId),
-}
-
-impl UserFilter {
-    fn accepts(&self, user: &User) -> bool {
-        match self {
-            UserFilter::UserName(name, how) => how.matches(&user.username, name),
-            UserFilter::Email(email, how) => how.matches(&user.email, email),
-            UserFilter::State(state) => user.state == *state,
-            UserFilter::InIds(ids) => ids.iter().any(|id| id == user.id.as_str()),
-            UserFilter::InEmails(emails) => {
-                emails.iter().any(|e| e.eq_ignore_ascii_case(&user.email))
-            }
-            UserFilter::Tenant(tenant) => user.tenant_id == *tenant,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct UserQuery {
     pub offset: u64,
@@ -84,12 +31,6 @@ pub struct UserQuery {
     /// Oldest first when true; newest first by default (as ZITADEL).
     pub asc: bool,
     pub filters: Vec<UserFilter>,
-}
-
-#[derive(Debug)]
-pub struct UserPage {
-    pub total: u64,
-    pub users: Vec<User>,
 }
 
 /// A state change of the setup API.
@@ -215,66 +156,38 @@ impl Rekey {
     /// ZITADEL v2 `ListUsers`: what the caller may see, filtered, newest first by default.
     pub async fn list_users(&self, caller: &Caller, query: UserQuery) -> Result<UserPage, Error> {
         let principal = caller.principal()?;
-        let mut users: Vec<User> = match &principal.role {
-            Role::System => {
-                let wanted: Vec<TenantId> = query
-                    .filters
-                    .iter()
-                    .filter_map(|f| match f {
-                        UserFilter::Tenant(t) => Some(t.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                let tenants = if wanted.is_empty() {
-                    self.store
-                        .tenants()
-                        .await
-                        .map_err(store_err)?
-                        .into_iter()
-                        .map(|t| t.id)
-                        .collect()
-                } else {
-                    wanted
-                };
-                let mut all = Vec::new();
-                for tenant in tenants {
-                    all.extend(self.store.list_users(&tenant).await.map_err(store_err)?);
-                }
-                all
-            }
-            Role::TenantAdmin(tenant) => self.store.list_users(tenant).await.map_err(store_err)?,
-            Role::User { tenant_id, user_id } => self
-                .find_user_in(tenant_id, user_id)
-                .await?
-                .into_iter()
-                .collect(),
-        };
-        let wants_deleted = query
-            .filters
-            .iter()
-            .any(|f| matches!(f, UserFilter::State(UserState::Deleted)));
-        users.retain(|u| {
-            (wants_deleted || u.state != UserState::Deleted)
-                && query.filters.iter().all(|f| f.accepts(u))
-        });
-        users.sort_by(|a, b| {
-            (a.creation_date, a.id.as_str()).cmp(&(b.creation_date, b.id.as_str()))
-        });
-        if !query.asc {
-            users.reverse();
-        }
-        let total = u64::try_from(users.len()).unwrap_or(u64::MAX);
         let limit = if query.limit == 0 {
             MAX_LIST_LIMIT
         } else {
             query.limit.min(MAX_LIST_LIMIT)
         };
-        let users = users
-            .into_iter()
-            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect();
-        Ok(UserPage { total, users })
+        // Deleted users are listed only to a caller who asks for them by state.
+        let wants_deleted = query
+            .filters
+            .iter()
+            .any(|f| matches!(f, UserFilter::State(UserState::Deleted)));
+        let mut search = UserSearch {
+            tenant: None,
+            filters: query.filters,
+            include_deleted: wants_deleted,
+            asc: query.asc,
+            offset: query.offset,
+            limit,
+        };
+        match &principal.role {
+            // The whole instance; organization filters narrow it like any other condition.
+            Role::System => {}
+            Role::TenantAdmin(tenant) => search.tenant = Some(tenant.clone()),
+            // Only themself, and never once deleted (as everywhere else a user acts).
+            Role::User { tenant_id, user_id } => {
+                search.tenant = Some(tenant_id.clone());
+                search
+                    .filters
+                    .push(UserFilter::InIds(vec![user_id.as_str().to_owned()]));
+                search.include_deleted = false;
+            }
+        }
+        self.store.search_users(&search).await.map_err(store_err)
     }
 
     /// ZITADEL v2 `DeactivateUser`, `ReactivateUser`, `LockUser`, `UnlockUser`, `DeleteUser`:

@@ -179,6 +179,85 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+/// How a text condition of a user search compares (ZITADEL's `TextQueryMethod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMatch {
+    Equals,
+    EqualsIgnoreCase,
+    StartsWith,
+    StartsWithIgnoreCase,
+    Contains,
+    ContainsIgnoreCase,
+    EndsWith,
+    EndsWithIgnoreCase,
+}
+
+impl TextMatch {
+    /// Whether case is ignored (both sides lower-cased with [`str::to_lowercase`]).
+    pub fn ignores_case(self) -> bool {
+        matches!(
+            self,
+            TextMatch::EqualsIgnoreCase
+                | TextMatch::StartsWithIgnoreCase
+                | TextMatch::ContainsIgnoreCase
+                | TextMatch::EndsWithIgnoreCase
+        )
+    }
+
+    /// The meaning of each mode, in Rust. A store evaluates searches in its database; its
+    /// conformance tests hold its answers to this definition.
+    pub fn matches(self, value: &str, wanted: &str) -> bool {
+        let (v, w) = if self.ignores_case() {
+            (value.to_lowercase(), wanted.to_lowercase())
+        } else {
+            (value.to_owned(), wanted.to_owned())
+        };
+        match self {
+            TextMatch::Equals | TextMatch::EqualsIgnoreCase => v == w,
+            TextMatch::StartsWith | TextMatch::StartsWithIgnoreCase => v.starts_with(&w),
+            TextMatch::Contains | TextMatch::ContainsIgnoreCase => v.contains(&w),
+            TextMatch::EndsWith | TextMatch::EndsWithIgnoreCase => v.ends_with(&w),
+        }
+    }
+}
+
+/// One condition of a user search; all conditions of a search must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserFilter {
+    UserName(String, TextMatch),
+    Email(String, TextMatch),
+    State(UserState),
+    /// The user's id is one of these (none: no user matches).
+    InIds(Vec<String>),
+    /// The user's email is one of these, ASCII case ignored (none: no user matches).
+    InEmails(Vec<String>),
+    Tenant(TenantId),
+}
+
+/// One page of a user search, evaluated by the store: filtered, counted and paged in the
+/// database rather than in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSearch {
+    /// The one tenant searched, or `None` for every tenant of the instance.
+    pub tenant: Option<TenantId>,
+    pub filters: Vec<UserFilter>,
+    /// Deleted users count and are returned only when this is set.
+    pub include_deleted: bool,
+    /// Ordered by (creation date, id): oldest first when true, newest first otherwise.
+    pub asc: bool,
+    /// Matching users skipped before the page starts.
+    pub offset: u64,
+    /// Most users returned; 0 returns none (the caller applies its own default and cap).
+    pub limit: u32,
+}
+
+/// A page of users and how many users match the search in all.
+#[derive(Debug, Clone, Default)]
+pub struct UserPage {
+    pub total: u64,
+    pub users: Vec<User>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Reachable and migrated.
@@ -214,8 +293,8 @@ pub trait Store: Send + Sync + 'static {
         tenant: Option<&TenantId>,
         email: &str,
     ) -> Result<Vec<User>, StoreError>;
-    /// Every user of one tenant (deleted ones included), oldest first.
-    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError>;
+    /// The page of users [`UserSearch`] describes and the number of users it matches.
+    async fn search_users(&self, search: &UserSearch) -> Result<UserPage, StoreError>;
     /// Applies a [`UserChange`] in one transaction; returns the new details.
     async fn change_user(&self, change: &UserChange) -> Result<Details, StoreError>;
 

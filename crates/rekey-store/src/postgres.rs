@@ -22,6 +22,11 @@ static DIALECT: Dialect = Dialect {
     begin_write: None,
     lock_user_state: "SELECT state FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
     claim_lock: " FOR UPDATE SKIP LOCKED",
+    position: "strpos",
+    code_point_order: " COLLATE \"C\"",
+    json_strings: |placeholder| {
+        format!("SELECT jsonb_array_elements_text(CAST({placeholder} AS jsonb))")
+    },
     migrator: &MIGRATOR,
 };
 

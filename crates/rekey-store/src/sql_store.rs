@@ -12,7 +12,8 @@ use rekey_core::model::{
     Tenant, TenantSettings, User, UserState,
 };
 use rekey_core::store::{
-    AttemptReservation, EventFilter, RateLimitHit, Store, StoreError, UserChange,
+    AttemptReservation, EventFilter, RateLimitHit, Store, StoreError, TextMatch, UserChange,
+    UserFilter, UserPage, UserSearch,
 };
 use sqlx::migrate::Migrator;
 use sqlx::{
@@ -40,6 +41,17 @@ pub(crate) struct Dialect {
     /// concurrent claimers on several replicas each lock (and then lease) different rows instead
     /// of queueing behind one another; SQLite: nothing (the write transaction is exclusive).
     pub(crate) claim_lock: &'static str,
+    /// The function giving the 1-based character position of a text in another, 0 when it does
+    /// not occur: SQLite `instr`, PostgreSQL `strpos` (same arguments: haystack, needle).
+    pub(crate) position: &'static str,
+    /// Appended to a text column in `ORDER BY` so that it sorts by code point, as Rust compares
+    /// strings: PostgreSQL ` COLLATE "C"` (the database's default collation may be a
+    /// language's); SQLite's default BINARY collation already does.
+    pub(crate) code_point_order: &'static str,
+    /// A subquery yielding the strings of a JSON array bound at the placeholder given, so that
+    /// a list of any length is one parameter (parameter counts are capped, differently per
+    /// database).
+    pub(crate) json_strings: fn(&str) -> String,
     pub(crate) migrator: &'static Migrator,
 }
 
@@ -801,8 +813,9 @@ where
                 .await
                 .map_err(|e| unique_as(OP, "user id", e))?;
             let sql = format!(
-                "INSERT INTO users ({USER_COLUMNS}, email_lower) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+                "INSERT INTO users ({USER_COLUMNS}, email_lower, username_lower) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19)"
             );
             sqlx::query(&sql)
                 .bind(user.tenant_id.as_str().to_owned())
@@ -823,6 +836,7 @@ where
                 .bind(micros(user.creation_date))
                 .bind(micros(user.change_date))
                 .bind(email_lower.clone())
+                .bind(user.username.to_lowercase())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
@@ -878,16 +892,49 @@ where
             .transpose()
     }
 
-    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
-        const OP: &str = "list users";
-        let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY creation_date, id"
-        ))
-        .bind(tenant.as_str().to_owned())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| db_error(OP, e))?;
-        rows.iter().map(Self::user_from_row).collect()
+    async fn search_users(&self, search: &UserSearch) -> Result<UserPage, StoreError> {
+        const OP: &str = "search users";
+        let conditions = UserConditions::of(self.dialect, search)?;
+        let where_sql = &conditions.sql;
+
+        let count_sql = format!("SELECT COUNT(*) AS total FROM users WHERE {where_sql}");
+        let mut count = sqlx::query(&count_sql);
+        for value in &conditions.values {
+            count = count.bind(value.clone());
+        }
+        let row = count
+            .fetch_one(&self.reader)
+            .await
+            .map_err(|e| db_error(OP, e))?;
+        let total = to_u64("users count", Self::get(&row, "total")?)?;
+
+        let direction = if search.asc { "ASC" } else { "DESC" };
+        let n = conditions.values.len();
+        let page_sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {where_sql} \
+             ORDER BY creation_date {direction}, id{order} {direction} \
+             LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2,
+            order = self.dialect.code_point_order,
+        );
+        let mut page = sqlx::query(&page_sql);
+        for value in &conditions.values {
+            page = page.bind(value.clone());
+        }
+        // An offset past i64::MAX is past every row there can be.
+        let offset = i64::try_from(search.offset).unwrap_or(i64::MAX);
+        let rows = page
+            .bind(i64::from(search.limit))
+            .bind(offset)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| db_error(OP, e))?;
+        let users = rows
+            .iter()
+            .map(Self::user_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(UserPage { total, users })
     }
 
     async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
@@ -1289,6 +1336,131 @@ where
         .bind(micros(now))
         .bind(id.to_owned());
         self.update_outbox("retry outbox message", query).await
+    }
+}
+
+/// The WHERE clause of a user search, with the values it binds in placeholder order (`$1`
+/// is `values[0]`). Every value is bound, never spliced into the SQL; the text comparisons use
+/// `=`, `substr` and the dialect's position function rather than LIKE, so a needle's `%`, `_`
+/// or `\` are plain characters and no escaping is needed.
+struct UserConditions {
+    sql: String,
+    values: Vec<String>,
+}
+
+impl UserConditions {
+    fn of(dialect: &Dialect, search: &UserSearch) -> Result<Self, StoreError> {
+        let mut this = Self {
+            sql: "1 = 1".to_owned(),
+            values: Vec::new(),
+        };
+        if let Some(tenant) = &search.tenant {
+            let p = this.bind(tenant.as_str());
+            this.and(&format!("tenant_id = {p}"));
+        }
+        if !search.include_deleted {
+            let p = this.bind(UserState::Deleted.as_str());
+            this.and(&format!("state <> {p}"));
+        }
+        for filter in &search.filters {
+            match filter {
+                UserFilter::UserName(needle, how) => {
+                    // The lower-cased copy is written by `insert_user` with Rust's
+                    // `to_lowercase`, the same folding as the needle's below; SQL's LOWER
+                    // folds only ASCII on SQLite, but per locale on PostgreSQL.
+                    let column = if how.ignores_case() {
+                        "username_lower"
+                    } else {
+                        "username"
+                    };
+                    this.text(dialect, column, needle, *how);
+                }
+                UserFilter::Email(needle, how) => {
+                    let column = if how.ignores_case() {
+                        "email_lower"
+                    } else {
+                        "email"
+                    };
+                    this.text(dialect, column, needle, *how);
+                }
+                UserFilter::State(state) => {
+                    let p = this.bind(state.as_str());
+                    this.and(&format!("state = {p}"));
+                }
+                UserFilter::InIds(ids) => {
+                    let list = this.list(ids.iter().map(String::as_str))?;
+                    this.and(&format!("id IN ({})", (dialect.json_strings)(&list)));
+                }
+                UserFilter::InEmails(emails) => {
+                    // The request compares ignoring ASCII case; emails are ASCII (validated),
+                    // so their `email_lower` is their ASCII lower case.
+                    let lowered: Vec<String> =
+                        emails.iter().map(|e| e.to_ascii_lowercase()).collect();
+                    let list = this.list(lowered.iter().map(String::as_str))?;
+                    this.and(&format!(
+                        "email_lower IN ({})",
+                        (dialect.json_strings)(&list)
+                    ));
+                }
+                UserFilter::Tenant(tenant) => {
+                    let p = this.bind(tenant.as_str());
+                    this.and(&format!("tenant_id = {p}"));
+                }
+            }
+        }
+        Ok(this)
+    }
+
+    fn and(&mut self, condition: &str) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(condition);
+    }
+
+    /// Binds a value; its placeholder.
+    fn bind(&mut self, value: &str) -> String {
+        self.values.push(value.to_owned());
+        format!("${}", self.values.len())
+    }
+
+    /// Binds a list as one JSON array; its placeholder. Strings with NUL are left out: no stored
+    /// text can hold one on PostgreSQL (and its jsonb refuses `\u0000`), so on both databases
+    /// they match nothing.
+    fn list<'a>(&mut self, items: impl Iterator<Item = &'a str>) -> Result<String, StoreError> {
+        let items: Vec<&str> = items.filter(|item| !item.contains('\0')).collect();
+        let json = json_text("user search list", &items)?;
+        Ok(self.bind(&json))
+    }
+
+    /// `column` compared with `needle` as `how` says. The caller picks the lower-cased column
+    /// for the case-insensitive modes; the needle is folded here to match.
+    fn text(&mut self, dialect: &Dialect, column: &str, needle: &str, how: TextMatch) {
+        if needle.contains('\0') {
+            // PostgreSQL refuses NUL in text parameters, and stores none; see `list`.
+            self.and("1 = 0");
+            return;
+        }
+        let needle = if how.ignores_case() {
+            needle.to_lowercase()
+        } else {
+            needle.to_owned()
+        };
+        let p = self.bind(&needle);
+        // `length` and `substr` count characters on both databases; for an empty needle each
+        // form holds, as `str::starts_with("")` and friends do.
+        let condition = match how {
+            TextMatch::Equals | TextMatch::EqualsIgnoreCase => format!("{column} = {p}"),
+            TextMatch::StartsWith | TextMatch::StartsWithIgnoreCase => {
+                format!("substr({column}, 1, length({p})) = {p}")
+            }
+            TextMatch::EndsWith | TextMatch::EndsWithIgnoreCase => format!(
+                "length({column}) >= length({p}) \
+                 AND substr({column}, length({column}) - length({p}) + 1) = {p}"
+            ),
+            TextMatch::Contains | TextMatch::ContainsIgnoreCase => {
+                format!("{}({column}, {p}) > 0", dialect.position)
+            }
+        };
+        self.and(&condition);
     }
 }
 

@@ -30,6 +30,9 @@ static DIALECT: Dialect = Dialect {
     begin_write: Some("BEGIN IMMEDIATE"),
     lock_user_state: "SELECT state FROM users WHERE tenant_id = $1 AND id = $2",
     claim_lock: "",
+    position: "instr",
+    code_point_order: "",
+    json_strings: |placeholder| format!("SELECT value FROM json_each({placeholder})"),
     migrator: &MIGRATOR,
 };
 

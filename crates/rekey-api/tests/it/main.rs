@@ -6,6 +6,7 @@
 mod connections;
 mod f5;
 mod helpers;
+mod list_users;
 mod management_v1;
 mod outbox_retry;
 mod password_reset;

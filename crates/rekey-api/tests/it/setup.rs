@@ -4,7 +4,7 @@
 
 use rekey_core::ids::UserId;
 use rekey_core::model::NewEvent;
-use rekey_core::store::{PasswordChange, UserChange};
+use rekey_core::store::{PasswordChange, UserChange, UserSearch};
 use rekey_testkit::DbKind;
 use serde_json::{json, Value};
 
@@ -37,7 +37,16 @@ fn with_hash(email: &str, hash: &str) -> Value {
 async fn all_user_ids(app: &TestApp) -> Vec<String> {
     let mut ids = Vec::new();
     for tenant in [&app.t1, &app.t2] {
-        for user in app.rekey.store().list_users(&tenant.id).await.unwrap() {
+        let every_user = UserSearch {
+            tenant: Some(tenant.id.clone()),
+            filters: Vec::new(),
+            include_deleted: true,
+            asc: true,
+            offset: 0,
+            limit: u32::MAX,
+        };
+        let page = app.rekey.store().search_users(&every_user).await.unwrap();
+        for user in page.users {
             ids.push(user.id.to_string());
         }
     }

@@ -11,7 +11,7 @@ use rekey_core::model::{
     ApiToken, Channel, CodeKind, MessageKind, NewEvent, OutboxMessage, OutboxState, Role, Tenant,
     TenantSettings, User, UserState,
 };
-use rekey_core::store::{NewResetCode, Store, UserChange};
+use rekey_core::store::{NewResetCode, Store, UserChange, UserSearch};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
@@ -175,6 +175,19 @@ impl Fixture {
                 WriteLock::Pg(conn)
             }
         }
+    }
+
+    /// Runs a write statement on a connection of its own (the SQLite view is read-only), for
+    /// bulk data the store API would take long to insert.
+    pub async fn execute(&self, sql: &str) {
+        match &self.db {
+            Db::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.map(drop)
+            }
+            Db::Pg(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -354,6 +367,19 @@ pub async fn seed(fx: &Fixture) {
             .insert_user(&user(tenant, id, email), &event("user.added"))
             .await
             .unwrap();
+    }
+}
+
+/// A search for every user of `tenant` (None: of every tenant), deleted ones included, oldest
+/// first, without a practical limit.
+pub fn every_user(tenant: Option<&str>) -> UserSearch {
+    UserSearch {
+        tenant: tenant.map(tid),
+        filters: Vec::new(),
+        include_deleted: true,
+        asc: true,
+        offset: 0,
+        limit: u32::MAX,
     }
 }
 
