@@ -7,3 +7,4 @@ mod cli;
 mod clients;
 mod delivery;
 mod harness;
+mod replicas;
