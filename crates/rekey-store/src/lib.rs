@@ -10,6 +10,7 @@
 //! (user id → tenant, email → tenants, token hash → token) use small global tables; timestamps
 //! are BIGINT microseconds since the Unix epoch and always come from the caller (no SQL clock).
 
+mod bounded;
 mod codec;
 mod error;
 mod postgres;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use rekey_core::store::Store;
 
+pub use bounded::Bounded;
 pub use error::ConnectError;
 pub use postgres::PgStore;
 pub use sql_store::SqlStore;
@@ -29,12 +31,16 @@ pub use sqlite::{create_private_dir, SqliteStore};
 /// - `sqlite://rel/path` (relative to the working directory) or `sqlite:///abs/path`: the file
 ///   and its directory are created when missing;
 /// - `sqlite::memory:`: a private in-memory database (tests);
-/// - `postgres://…` or `postgresql://…`.
+/// - `postgres://…` or `postgresql://…`, every operation bounded by [`Bounded`] (a partition
+///   leaves a statement unanswered, which the server's own limits cannot end).
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, ConnectError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        Ok(Arc::new(Bounded::new(
+            PgStore::connect(url).await?,
+            postgres::OPERATION_LIMIT,
+        )))
     } else {
         Err(ConnectError::InvalidUrl(
             "expected sqlite://…, postgres://… or postgresql://…",

@@ -37,6 +37,12 @@ const MAX_CONNECTIONS: u32 = 16;
 /// comes in about this time instead of as a 504 at the request deadline.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Every store operation ends within this on the client side too ([`crate::bounded`]): a
+/// partition leaves a statement on the wire without an answer, which no server-side limit can
+/// end. Above `statement_timeout`, so a merely slow statement ends with the server's own error;
+/// well under the 10 s request deadline, so a request caught in a partition answers 503.
+pub(crate) const OPERATION_LIMIT: Duration = Duration::from_secs(6);
+
 /// Server-side limits for every statement of the service, well under the 10 s request
 /// deadline. Migrations run on their own connection without them.
 const SESSION_LIMITS: [(&str, &str); 3] = [

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cancellation;
 mod connections;
 mod f5;
 mod helpers;

@@ -164,3 +164,57 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// One HTTP answer: status, `Retry-After`, the JSON body (`Null` when not JSON) and how long
+/// the call took.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: serde_json::Value,
+    pub took: Duration,
+}
+
+/// Every call of these tests is bounded: a server that hangs fails the test, never stalls it.
+const CALL_BOUND: Duration = Duration::from_secs(15);
+
+/// A JSON `POST`, with a bearer token when given.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> Answer {
+    let mut request = client.post(url).json(body);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    send(request).await
+}
+
+pub async fn get(client: &reqwest::Client, url: &str) -> Answer {
+    send(client.get(url)).await
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let started = Instant::now();
+    let call = async {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let text = response.text().await.unwrap_or_default();
+        (status, retry_after, text)
+    };
+    let (status, retry_after, text) = tokio::time::timeout(CALL_BOUND, call)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {CALL_BOUND:?}"));
+    Answer {
+        status,
+        retry_after,
+        body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        took: started.elapsed(),
+    }
+}

@@ -7,3 +7,5 @@ mod cli;
 mod clients;
 mod delivery;
 mod harness;
+mod outage;
+mod replicas;

@@ -1,0 +1,264 @@
+//! A client-side bound on every store operation over the network.
+//!
+//! PostgreSQL's `statement_timeout` and `lock_timeout` are enforced by the server, and the
+//! pool's acquire timeout covers getting a connection; but once a statement is on the wire, sqlx
+//! waits for the reply for as long as the socket stays open. In a partition (the database host
+//! or a network hop goes silent: no answer, no reset) that wait has no end, so a request caught
+//! inside a round trip would run into the request deadline and answer 504 instead of 503
+//! `UNAVAILABLE`, and the outbox worker would stall. [`Bounded`] ends each operation that takes
+//! longer than its limit as [`StoreError::Unavailable`]; the operation's future is dropped,
+//! which rolls back an open transaction (the connection comes back to the pool mid-transaction
+//! and `release_guard` closes it).
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rekey_core::ids::{TenantId, UserId};
+use rekey_core::model::{
+    ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord,
+    Tenant, TenantSettings, User,
+};
+use rekey_core::store::{
+    AttemptReservation, EventFilter, RateLimitHit, Store, StoreError, UserChange,
+};
+
+/// A [`Store`] whose every operation ends within `limit`.
+pub struct Bounded<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S> Bounded<S> {
+    pub fn new(inner: S, limit: Duration) -> Self {
+        Self { inner, limit }
+    }
+
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.limit, fut).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!(
+                    op,
+                    limit_ms = self.limit.as_millis(),
+                    "database did not answer in time"
+                );
+                Err(StoreError::Unavailable)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for Bounded<S> {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run("ping", self.inner.ping()).await
+    }
+
+    async fn insert_tenant(&self, tenant: &Tenant, event: &NewEvent) -> Result<(), StoreError> {
+        self.run("insert tenant", self.inner.insert_tenant(tenant, event))
+            .await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        self.run("tenant", self.inner.tenant(id)).await
+    }
+
+    async fn tenant_by_cname(&self, cname: &str) -> Result<Option<Tenant>, StoreError> {
+        self.run("tenant by cname", self.inner.tenant_by_cname(cname))
+            .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.run("tenants", self.inner.tenants()).await
+    }
+
+    async fn update_tenant_settings(
+        &self,
+        id: &TenantId,
+        settings: &TenantSettings,
+        at: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        self.run(
+            "update tenant settings",
+            self.inner.update_tenant_settings(id, settings, at, event),
+        )
+        .await
+    }
+
+    async fn insert_user(&self, user: &User, event: &NewEvent) -> Result<(), StoreError> {
+        self.run("insert user", self.inner.insert_user(user, event))
+            .await
+    }
+
+    async fn user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.run("user", self.inner.user(tenant, id)).await
+    }
+
+    async fn user_tenant(&self, id: &UserId) -> Result<Option<TenantId>, StoreError> {
+        self.run("user tenant", self.inner.user_tenant(id)).await
+    }
+
+    async fn users_by_email(
+        &self,
+        tenant: Option<&TenantId>,
+        email: &str,
+    ) -> Result<Vec<User>, StoreError> {
+        self.run("users by email", self.inner.users_by_email(tenant, email))
+            .await
+    }
+
+    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
+        self.run("list users", self.inner.list_users(tenant)).await
+    }
+
+    async fn change_user(&self, change: &UserChange) -> Result<Details, StoreError> {
+        self.run("change user", self.inner.change_user(change))
+            .await
+    }
+
+    async fn insert_token(&self, token: &ApiToken) -> Result<(), StoreError> {
+        self.run("insert token", self.inner.insert_token(token))
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>, StoreError> {
+        self.run("token by hash", self.inner.token_by_hash(hash))
+            .await
+    }
+
+    async fn count_tokens(&self) -> Result<u64, StoreError> {
+        self.run("count tokens", self.inner.count_tokens()).await
+    }
+
+    async fn pending_code(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<ResetCodeRecord>, StoreError> {
+        self.run("pending code", self.inner.pending_code(tenant, user))
+            .await
+    }
+
+    async fn reserve_code_attempt(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        code_id: &str,
+        max_attempts: u32,
+    ) -> Result<AttemptReservation, StoreError> {
+        self.run(
+            "reserve code attempt",
+            self.inner
+                .reserve_code_attempt(tenant, user, code_id, max_attempts),
+        )
+        .await
+    }
+
+    async fn refund_code_attempt(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        code_id: &str,
+    ) -> Result<(), StoreError> {
+        self.run(
+            "refund code attempt",
+            self.inner.refund_code_attempt(tenant, user, code_id),
+        )
+        .await
+    }
+
+    async fn hit_rate_limit(&self, hit: &RateLimitHit) -> Result<(), StoreError> {
+        self.run("hit rate limit", self.inner.hit_rate_limit(hit))
+            .await
+    }
+
+    async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.run("purge rate limits", self.inner.purge_rate_limits(now))
+            .await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
+        self.run("events", self.inner.events(filter)).await
+    }
+
+    async fn outbox_messages(
+        &self,
+        state: Option<OutboxState>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.run("outbox messages", self.inner.outbox_messages(state, limit))
+            .await
+    }
+
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        self.run("outbox message", self.inner.outbox_message(id))
+            .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        channels: &[Channel],
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.run(
+            "claim outbox",
+            self.inner.claim_outbox(now, lease_until, channels, limit),
+        )
+        .await
+    }
+
+    async fn mark_outbox_sent(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.run(
+            "mark outbox sent",
+            self.inner.mark_outbox_sent(tenant, id, at),
+        )
+        .await
+    }
+
+    async fn reschedule_outbox(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.run(
+            "reschedule outbox",
+            self.inner
+                .reschedule_outbox(tenant, id, next_attempt_at, error),
+        )
+        .await
+    }
+
+    async fn park_outbox_failed(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.run(
+            "park outbox failed",
+            self.inner.park_outbox_failed(tenant, id, error),
+        )
+        .await
+    }
+
+    async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.run("retry outbox", self.inner.retry_outbox(id, now))
+            .await
+    }
+}
