@@ -524,7 +524,11 @@ pub fn markdown(reports: &[MailReport]) -> String {
                 &r.existing_busy,
                 r.busy_failures.to_string(),
             ),
-            ("unknown, competing writer", &r.unknown_busy, "(both)".to_owned()),
+            (
+                "unknown, competing writer",
+                &r.unknown_busy,
+                "(both)".to_owned(),
+            ),
         ] {
             let max = values.iter().copied().fold(f64::NAN, f64::max);
             out.push_str(&format!(

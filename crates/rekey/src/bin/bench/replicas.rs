@@ -41,9 +41,12 @@ pub async fn bench_replicas(
         ..Settings::default()
     };
     let (s, users) = (settings.clone(), clients.max(1));
-    let a = crate::on(server, async move { servers::start_rekey(s, 2, users).await })
-        .await
-        .context("starting replica A")?;
+    let a = crate::on(
+        server,
+        async move { servers::start_rekey(s, 2, users).await },
+    )
+    .await
+    .context("starting replica A")?;
     // Replica B: built from the same settings (same database, same generated keys in the data
     // directory), nothing seeded.
     let s = settings.clone();
