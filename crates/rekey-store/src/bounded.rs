@@ -21,7 +21,8 @@ use rekey_core::model::{
     Tenant, TenantSettings, User,
 };
 use rekey_core::store::{
-    AttemptReservation, EventFilter, RateLimitHit, Store, StoreError, UserChange,
+    AttemptReservation, EventFilter, RateLimitHit, Store, StoreError, UserChange, UserPage,
+    UserSearch,
 };
 
 /// A [`Store`] whose every operation ends within `limit`.
@@ -114,8 +115,9 @@ impl<S: Store> Store for Bounded<S> {
             .await
     }
 
-    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
-        self.run("list users", self.inner.list_users(tenant)).await
+    async fn search_users(&self, search: &UserSearch) -> Result<UserPage, StoreError> {
+        self.run("search users", self.inner.search_users(search))
+            .await
     }
 
     async fn change_user(&self, change: &UserChange) -> Result<Details, StoreError> {
@@ -253,6 +255,14 @@ impl<S: Store> Store for Bounded<S> {
         self.run(
             "park outbox failed",
             self.inner.park_outbox_failed(tenant, id, error),
+        )
+        .await
+    }
+
+    async fn erase_expired_failed_bodies(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.run(
+            "erase expired outbox bodies",
+            self.inner.erase_expired_failed_bodies(now),
         )
         .await
     }
