@@ -6,7 +6,7 @@
 #
 # Environment: FUZZ_SECONDS (per target, default 12), FUZZ_TARGETS (default: all).
 #
-# The smoke build is the cheap one: cargo-fuzz's dev profile (opt-level 1, see fuzz/Cargo.toml;
+# The smoke build is the cheap one: cargo-fuzz's dev profile (opt-level 0, see fuzz/Cargo.toml;
 # debug assertions on) without a sanitizer, in fuzz/target. Rekey's code is safe Rust, so
 # coverage-guided inputs plus the targets' invariants are the point here; the longer runs by
 # hand use cargo-fuzz's default optimized build with AddressSanitizer.
