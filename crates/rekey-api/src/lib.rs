@@ -4,6 +4,7 @@
 //! `rekey_core::flows`. [`serve::serve`] runs the router on the one listener.
 
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod faces;
 pub mod json;
@@ -42,6 +43,8 @@ pub struct ServeSettings {
     pub unauth_deadline: Duration,
     /// Channel name → status line shown by `/readyz` (e.g. `"email": "not configured"`).
     pub channels: Vec<(String, String)>,
+    /// Browser origins allowed to call the API (SPEC §5).
+    pub cors: cors::CorsPolicy,
 }
 
 impl Default for ServeSettings {
@@ -52,6 +55,7 @@ impl Default for ServeSettings {
             trusted_proxies: Vec::new(),
             unauth_deadline: Duration::from_millis(400),
             channels: Vec::new(),
+            cors: cors::CorsPolicy::Off,
         }
     }
 }
@@ -84,6 +88,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(forms)
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(state.settings.cors.clone()),
+            cors::cors,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

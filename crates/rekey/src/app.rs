@@ -154,6 +154,7 @@ pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
         trusted_proxies: settings.trusted_proxy_nets()?,
         unauth_deadline: Duration::from_millis(settings.unauth_deadline_ms),
         channels: vec![("email".to_owned(), email), ("sms".to_owned(), sms)],
+        cors: settings.cors_policy()?,
     })
 }
 

@@ -49,6 +49,15 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub events: EventSettings,
     pub outbox: OutboxSettings,
+    pub cors: CorsSettings,
+}
+
+/// Browsers on other origins (`REKEY_CORS__…`, SPEC §5).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CorsSettings {
+    /// `ALLOWED_ORIGINS`: comma-separated origins, or `*`; empty = no CORS headers.
+    pub allowed_origins: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +197,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             events: EventSettings::default(),
             outbox: OutboxSettings::default(),
+            cors: CorsSettings::default(),
         }
     }
 }
@@ -346,6 +356,7 @@ const TEXT_KEYS: &[&str] = &[
     "tls.key",
     "events.webhook_url",
     "events.webhook_secret",
+    "cors.allowed_origins",
 ];
 
 fn is_text_key(key: &str) -> bool {
@@ -432,6 +443,7 @@ impl Settings {
             bail!("header_timeout_ms, idle_timeout_ms, max_connections and shutdown_timeout_ms must be at least 1");
         }
         self.trusted_proxy_nets()?;
+        self.cors_policy()?;
         Ok(())
     }
 
@@ -446,6 +458,11 @@ impl Settings {
                     .with_context(|| format!("trusted_proxies: {s:?} is not a CIDR"))
             })
             .collect()
+    }
+
+    pub fn cors_policy(&self) -> anyhow::Result<rekey_api::cors::CorsPolicy> {
+        rekey_api::cors::CorsPolicy::parse(&self.cors.allowed_origins)
+            .map_err(|err| anyhow::anyhow!("cors.allowed_origins: {err}"))
     }
 
     pub fn database_url(&self) -> String {
@@ -528,6 +545,19 @@ mod tests {
             jail.set_env("REKEY_OUTBOX__CONCURRENCY", "0");
             assert!(Settings::load(None).is_err());
             jail.set_env("REKEY_OUTBOX__CONCURRENCY", "2");
+            jail.set_env("REKEY_CORS__ALLOWED_ORIGINS", "https://app.example/path");
+            assert!(Settings::load(None).is_err());
+            jail.set_env(
+                "REKEY_CORS__ALLOWED_ORIGINS",
+                "https://app.example, http://127.0.0.1:3000",
+            );
+            assert_eq!(
+                Settings::load(None).unwrap().cors_policy().unwrap(),
+                rekey_api::cors::CorsPolicy::Origins(vec![
+                    "https://app.example".to_owned(),
+                    "http://127.0.0.1:3000".to_owned()
+                ])
+            );
             for key in [
                 "REKEY_HEADER_TIMEOUT_MS",
                 "REKEY_IDLE_TIMEOUT_MS",

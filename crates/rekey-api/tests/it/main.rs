@@ -5,6 +5,7 @@
 
 mod cancellation;
 mod connections;
+mod cors;
 mod f5;
 mod helpers;
 mod list_users;
