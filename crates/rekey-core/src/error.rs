@@ -105,7 +105,6 @@ pub enum ErrorHint {
     },
 }
 
-
 impl Error {
     pub fn new(kind: ErrorKind, id: &'static str, text: impl Into<Cow<'static, str>>) -> Self {
         Self {

@@ -1352,7 +1352,8 @@ fn validate_settings(s: &TenantSettings) -> Result<(), Error> {
 
 /// `ui.login_url`: an absolute http(s) URL with a host, shown as a link on the hosted pages.
 pub fn validate_login_url(value: &str) -> Result<(), &'static str> {
-    const WHAT: &str = "ui.login_url must be an absolute http or https URL of at most 2048 characters";
+    const WHAT: &str =
+        "ui.login_url must be an absolute http or https URL of at most 2048 characters";
     if value.len() > 2048 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(WHAT);
     }

@@ -77,8 +77,16 @@ impl PasswordPolicy {
             broken.push(PasswordRule::MaxLength);
         }
         let classes = [
-            (self.require_lower, PasswordRule::Lower, password.chars().any(char::is_lowercase)),
-            (self.require_upper, PasswordRule::Upper, password.chars().any(char::is_uppercase)),
+            (
+                self.require_lower,
+                PasswordRule::Lower,
+                password.chars().any(char::is_lowercase),
+            ),
+            (
+                self.require_upper,
+                PasswordRule::Upper,
+                password.chars().any(char::is_uppercase),
+            ),
             (
                 self.require_digit,
                 PasswordRule::Digit,

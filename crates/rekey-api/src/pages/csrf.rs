@@ -129,7 +129,11 @@ mod tests {
         assert!(!check(&headers(&[]), Some(&token), &ours));
         assert!(!check(&headers(&[("cookie", &cookie)]), None, &ours));
         let other = "B".repeat(43);
-        assert!(!check(&headers(&[("cookie", &cookie)]), Some(&other), &ours));
+        assert!(!check(
+            &headers(&[("cookie", &cookie)]),
+            Some(&other),
+            &ours
+        ));
     }
 
     #[test]

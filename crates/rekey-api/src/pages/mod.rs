@@ -426,12 +426,8 @@ impl PasswordPage {
         if let Some(error) = error {
             let (tag, field, text): (&'static str, Option<&'static str>, String) = match error {
                 FormError::CodeInvalid => ("code-invalid", Some("code"), t.err_code_invalid.into()),
-                FormError::CodeUsedUp => {
-                    ("code-used-up", Some("code"), t.err_code_used_up.into())
-                }
-                FormError::CodeExpired => {
-                    ("code-expired", Some("code"), t.err_code_expired.into())
-                }
+                FormError::CodeUsedUp => ("code-used-up", Some("code"), t.err_code_used_up.into()),
+                FormError::CodeExpired => ("code-expired", Some("code"), t.err_code_expired.into()),
                 FormError::CodeNotFound => {
                     ("code-not-found", Some("code"), t.err_code_not_found.into())
                 }
@@ -597,7 +593,12 @@ async fn password_submit(
         csrf: csrf.unwrap_or_default(),
     };
     if !same {
-        return form_page.render(StatusCode::BAD_REQUEST, Some(FormError::Mismatch), None, false);
+        return form_page.render(
+            StatusCode::BAD_REQUEST,
+            Some(FormError::Mismatch),
+            None,
+            false,
+        );
     }
     // An id that cannot name a user is answered like one that names none.
     let Ok(user_id) = UserId::parse(user_id) else {
@@ -612,13 +613,7 @@ async fn password_submit(
     let caller = auth::anonymous(&state, peer, &parts.headers);
     let outcome = state
         .rekey
-        .set_password_with_code(
-            &caller,
-            &user_id,
-            SecretString::from(code),
-            password,
-            false,
-        )
+        .set_password_with_code(&caller, &user_id, SecretString::from(code), password, false)
         .await;
     let details = match outcome {
         Ok(details) => details,
@@ -632,7 +627,11 @@ async fn password_submit(
                 (_, "CODE-woT0xc", _) => FormError::CodeInvalid,
                 (_, "CODE-QvUQ4P", _) => FormError::CodeExpired,
                 (_, "REKEY-CoLen", _) => FormError::CodeFormat,
-                (ErrorKind::Unavailable | ErrorKind::DeadlineExceeded | ErrorKind::Internal, _, _) => {
+                (
+                    ErrorKind::Unavailable | ErrorKind::DeadlineExceeded | ErrorKind::Internal,
+                    _,
+                    _,
+                ) => {
                     let reload = href(
                         flavor.path(),
                         &[
@@ -784,8 +783,7 @@ async fn forgot_submit(State(state): State<AppState>, request: Request) -> Respo
     let deadline = started + state.settings.unauth_deadline;
     match crate::faces::f5::unauthenticated_reset(&state, caller, cname, email, deadline).await {
         Ok(()) => {
-            let frame =
-                Frame::new(language, t.title_sent, "forgot-sent").switch(FORGOT_PATH, &[]);
+            let frame = Frame::new(language, t.title_sent, "forgot-sent").switch(FORGOT_PATH, &[]);
             page(
                 StatusCode::OK,
                 "message.html",

@@ -10,7 +10,7 @@ use http::header::{
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use http::{HeaderValue, StatusCode};
-use minijinja::Environment;
+use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 
 pub const STYLESHEET: &str = include_str!("../../templates/ui/rekey.css");
@@ -21,7 +21,10 @@ const TEMPLATES: [(&str, &str); 4] = [
         "password.html",
         include_str!("../../templates/ui/password.html"),
     ),
-    ("forgot.html", include_str!("../../templates/ui/forgot.html")),
+    (
+        "forgot.html",
+        include_str!("../../templates/ui/forgot.html"),
+    ),
     (
         "message.html",
         include_str!("../../templates/ui/message.html"),
@@ -34,12 +37,35 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 
 static ENV: LazyLock<Result<Environment<'static>, String>> = LazyLock::new(|| {
     let mut env = Environment::new();
+    env.set_formatter(
+        |out, state, value| match (state.auto_escape(), value.as_str()) {
+            (AutoEscape::Html, Some(text)) if !value.is_safe() => Ok(out.write_str(&escape(text))?),
+            _ => minijinja::escape_formatter(out, state, value),
+        },
+    );
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .map_err(|err| format!("template {name}: {err}"))?;
     }
     Ok(env)
 });
+
+/// HTML escaping of text and attribute values. Unlike minijinja's own it leaves `/` alone,
+/// so links read as written (`href="/ui/password/forgot"`).
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
 
 /// Renders a page; a template fault is a bug, logged here and answered with a bare 500.
 pub fn render(name: &str, context: impl Serialize) -> Result<String, Response> {
@@ -102,6 +128,18 @@ pub async fn security_headers(mut response: Response) -> Response {
 mod tests {
     #[test]
     fn templates_compile() {
-        assert!(super::ENV.as_ref().is_ok(), "{:?}", super::ENV.as_ref().err());
+        assert!(
+            super::ENV.as_ref().is_ok(),
+            "{:?}",
+            super::ENV.as_ref().err()
+        );
+    }
+
+    #[test]
+    fn escaping_covers_html_specials() {
+        assert_eq!(
+            super::escape(r#"<a href="/x?a=1&b='2'">"#),
+            "&lt;a href=&quot;/x?a=1&amp;b=&#39;2&#39;&quot;&gt;"
+        );
     }
 }

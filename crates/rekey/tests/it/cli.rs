@@ -305,8 +305,7 @@ async fn tenant_ui_login_url(kind: DbKind) {
         "ui.login_url=https://login.example.com/app?x=1",
     ]);
     let shown: Value =
-        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"]))
-            .unwrap();
+        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"])).unwrap();
     assert_eq!(
         shown["settings"]["ui_login_url"],
         "https://login.example.com/app?x=1"
@@ -328,16 +327,14 @@ async fn tenant_ui_login_url(kind: DbKind) {
         assert!(err.contains("ui.login_url"), "{bad}: {err}");
     }
     let shown: Value =
-        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"]))
-            .unwrap();
+        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"])).unwrap();
     assert_eq!(
         shown["settings"]["ui_login_url"],
         "https://login.example.com/app?x=1"
     );
     install.run(&["tenant", "set", "login-corp", "ui.login_url="]);
     let shown: Value =
-        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"]))
-            .unwrap();
+        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"])).unwrap();
     assert!(shown["settings"].get("ui_login_url").is_none(), "{shown}");
 }
 
