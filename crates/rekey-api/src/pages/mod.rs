@@ -240,10 +240,7 @@ fn page(
     body: impl Serialize,
     cookie: Option<String>,
 ) -> Response {
-    match view::render(template, Page { frame, body }) {
-        Ok(html) => view::html(status, html, cookie),
-        Err(response) => response,
-    }
+    view::render(status, template, Page { frame, body }, cookie)
 }
 
 /// A page with a message and links (success, "check your email", refusals).

@@ -67,8 +67,14 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-/// Renders a page; a template fault is a bug, logged here and answered with a bare 500.
-pub fn render(name: &str, context: impl Serialize) -> Result<String, Response> {
+/// Renders a page as an HTML answer, optionally setting a cookie. A template fault is a bug:
+/// logged here and answered with a bare 500.
+pub fn render(
+    status: StatusCode,
+    name: &str,
+    context: impl Serialize,
+    cookie: Option<String>,
+) -> Response {
     let rendered = match ENV.as_ref() {
         Ok(env) => env
             .get_template(name)
@@ -76,14 +82,13 @@ pub fn render(name: &str, context: impl Serialize) -> Result<String, Response> {
             .map_err(|err| err.to_string()),
         Err(err) => Err(err.clone()),
     };
-    rendered.map_err(|err| {
-        tracing::error!(error = %err, template = name, "page template failed");
-        (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
-    })
-}
-
-/// An HTML answer, optionally setting a cookie.
-pub fn html(status: StatusCode, body: String, cookie: Option<String>) -> Response {
+    let body = match rendered {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::error!(error = %err, template = name, "page template failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response();
+        }
+    };
     let mut response = (status, Body::from(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(

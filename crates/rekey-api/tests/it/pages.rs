@@ -586,7 +586,8 @@ async fn csrf_refusals_change_nothing(db: DbKind) {
         ("confirm", NEW_PASSWORD),
     ];
     let snapshot = app.snapshot().await;
-    let cases: Vec<(Option<&Csrf>, Vec<(&str, &str)>)> = vec![
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Option<&Csrf>, Headers)> = vec![
         (None, vec![]),
         (Some(&no_cookie), vec![]),
         (Some(&other), vec![]),
