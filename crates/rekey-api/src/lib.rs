@@ -9,6 +9,7 @@ pub mod error;
 pub mod faces;
 pub mod json;
 pub mod ops;
+pub mod pages;
 pub mod serve;
 
 use std::convert::Infallible;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(faces::connect::routes())
         .merge(faces::f5::routes())
         .merge(ops::routes())
+        .merge(pages::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

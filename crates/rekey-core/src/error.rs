@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::password::{PasswordPolicy, PasswordRule};
+
 /// What went wrong, in terms every wire form can express.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -84,6 +86,23 @@ pub struct Error {
     pub text: Cow<'static, str>,
     /// Seconds until a rate-limited caller may try again.
     pub retry_after: Option<u64>,
+    /// More than the wire may say, for Rekey's own hosted pages; API faces ignore it, so
+    /// their output never depends on it.
+    pub hint: Option<ErrorHint>,
+}
+
+/// What a hosted page may tell a person beyond the error's kind, id and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorHint {
+    /// "Code is invalid" because the code already had its last attempt: it can never match
+    /// again (the API keeps saying "Code is invalid", SPEC §7).
+    CodeUsedUp,
+    /// The password policy that refused the new password and every rule it breaks, in the
+    /// policy's order.
+    PasswordRules {
+        policy: PasswordPolicy,
+        broken: Vec<PasswordRule>,
+    },
 }
 
 impl Error {
@@ -93,7 +112,14 @@ impl Error {
             id,
             text: text.into(),
             retry_after: None,
+            hint: None,
         }
+    }
+
+    /// The same error with a hint for hosted pages (not shown by the API faces).
+    pub fn with_hint(mut self, hint: ErrorHint) -> Self {
+        self.hint = Some(hint);
+        self
     }
 
     /// `"<text> (<ID>)"`, the message every face shows.

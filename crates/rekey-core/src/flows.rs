@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::clock::{Clock, Random};
 use crate::code::{CodeMac, CodePolicy, MAX_CODE_INPUT};
 use crate::crypto::Sealer;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorHint, ErrorKind};
 use crate::hasher::{BoundedHash, PasswordHasher};
 use crate::ids::{new_id, TenantId, UserId};
 use crate::model::{
@@ -126,8 +126,20 @@ impl Config {
         )
     }
 
-    pub fn effective(&self, settings: &TenantSettings) -> Result<EffectiveSettings, Error> {
+    /// A tenant's password policy merged over the instance default.
+    pub fn password_policy(&self, settings: &TenantSettings) -> PasswordPolicy {
         let d = &self.password;
+        PasswordPolicy {
+            min_length: settings.password_min_length.unwrap_or(d.min_length),
+            max_length: settings.password_max_length.unwrap_or(d.max_length),
+            require_lower: settings.password_require_lower.unwrap_or(d.require_lower),
+            require_upper: settings.password_require_upper.unwrap_or(d.require_upper),
+            require_digit: settings.password_require_digit.unwrap_or(d.require_digit),
+            require_symbol: settings.password_require_symbol.unwrap_or(d.require_symbol),
+        }
+    }
+
+    pub fn effective(&self, settings: &TenantSettings) -> Result<EffectiveSettings, Error> {
         let link = settings
             .link_template
             .clone()
@@ -148,14 +160,7 @@ impl Config {
                     .code_init_expiry_secs
                     .unwrap_or(self.code_init_expiry_secs),
             ),
-            password: PasswordPolicy {
-                min_length: settings.password_min_length.unwrap_or(d.min_length),
-                max_length: settings.password_max_length.unwrap_or(d.max_length),
-                require_lower: settings.password_require_lower.unwrap_or(d.require_lower),
-                require_upper: settings.password_require_upper.unwrap_or(d.require_upper),
-                require_digit: settings.password_require_digit.unwrap_or(d.require_digit),
-                require_symbol: settings.password_require_symbol.unwrap_or(d.require_symbol),
-            },
+            password: self.password_policy(settings),
             messages_per_user_per_hour: settings
                 .limits_messages_per_user_per_hour
                 .unwrap_or(self.limits.messages_per_user_per_hour),
@@ -964,7 +969,11 @@ impl Rekey {
             .map_err(store_err)?
         {
             AttemptReservation::Reserved { .. } => {}
-            AttemptReservation::Exhausted => return Err(Error::code_invalid()),
+            // The API says "Code is invalid" either way; the hint lets the hosted page say
+            // the code is used up and offer a new one.
+            AttemptReservation::Exhausted => {
+                return Err(Error::code_invalid().with_hint(ErrorHint::CodeUsedUp))
+            }
             AttemptReservation::Gone => return Err(Error::code_not_found()),
         }
         if !self.codes.verify(
@@ -1105,6 +1114,12 @@ impl Rekey {
             .await
             .map_err(store_err)?;
         Ok(tenant)
+    }
+
+    /// A tenant by id, or `None` (hosted pages show a tenant's name and rules: tenant ids are
+    /// not secret, SPEC §9).
+    pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Error> {
+        self.store.tenant(id).await.map_err(store_err)
     }
 
     /// A tenant by id or, failing that, by cname.
@@ -1324,12 +1339,35 @@ fn validate_settings(s: &TenantSettings) -> Result<(), Error> {
     if let Some(template) = &s.link_template {
         UrlTemplate::parse_unbounded(template)?;
     }
+    if let Some(url) = &s.ui_login_url {
+        validate_login_url(url).map_err(bad)?;
+    }
     if let Some(lang) = &s.language {
         if lang.is_empty() || lang.len() > 16 {
             return Err(bad("language must be a language tag such as en or de"));
         }
     }
     Ok(())
+}
+
+/// `ui.login_url`: an absolute http(s) URL with a host, shown as a link on the hosted pages.
+pub fn validate_login_url(value: &str) -> Result<(), &'static str> {
+    const WHAT: &str =
+        "ui.login_url must be an absolute http or https URL of at most 2048 characters";
+    if value.len() > 2048 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(WHAT);
+    }
+    match url::Url::parse(value) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some_and(|h| !h.is_empty())
+                && url.username().is_empty()
+                && url.password().is_none() =>
+        {
+            Ok(())
+        }
+        _ => Err(WHAT),
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub struct TenantSettings {
     pub link_template: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// Where the hosted pages send a person after a successful change (`ui.login_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ui_login_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

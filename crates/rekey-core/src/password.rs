@@ -5,7 +5,35 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorHint};
+
+/// One rule of the password policy (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordRule {
+    MinLength,
+    MaxLength,
+    Lower,
+    Upper,
+    Digit,
+    Symbol,
+    Common,
+}
+
+impl PasswordRule {
+    /// A stable name (`min_length`, `max_length`, `lower`, `upper`, `digit`, `symbol`,
+    /// `common`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasswordRule::MinLength => "min_length",
+            PasswordRule::MaxLength => "max_length",
+            PasswordRule::Lower => "lower",
+            PasswordRule::Upper => "upper",
+            PasswordRule::Digit => "digit",
+            PasswordRule::Symbol => "symbol",
+            PasswordRule::Common => "common",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PasswordPolicy {
@@ -37,59 +65,94 @@ pub fn is_common(password: &str) -> bool {
 }
 
 impl PasswordPolicy {
-    /// Checks a new password; the error names the first rule it breaks (never the password).
-    pub fn check(&self, password: &SecretString) -> Result<(), Error> {
+    /// Every rule `password` breaks, in the order [`check`](Self::check) reports them.
+    pub fn violations(&self, password: &SecretString) -> Vec<PasswordRule> {
         let password = password.expose_secret();
         let length = u32::try_from(password.chars().count()).unwrap_or(u32::MAX);
+        let mut broken = Vec::new();
         if length < self.min_length {
-            return Err(Error::invalid(
+            broken.push(PasswordRule::MinLength);
+        }
+        if length > self.max_length {
+            broken.push(PasswordRule::MaxLength);
+        }
+        let classes = [
+            (
+                self.require_lower,
+                PasswordRule::Lower,
+                password.chars().any(char::is_lowercase),
+            ),
+            (
+                self.require_upper,
+                PasswordRule::Upper,
+                password.chars().any(char::is_uppercase),
+            ),
+            (
+                self.require_digit,
+                PasswordRule::Digit,
+                password.chars().any(|c| c.is_ascii_digit()),
+            ),
+            (
+                self.require_symbol,
+                PasswordRule::Symbol,
+                password.chars().any(|c| !c.is_alphanumeric()),
+            ),
+        ];
+        for (required, rule, present) in classes {
+            if required && !present {
+                broken.push(rule);
+            }
+        }
+        if is_common(password) {
+            broken.push(PasswordRule::Common);
+        }
+        broken
+    }
+
+    /// Checks a new password; the error names the first rule it breaks (never the password)
+    /// and carries the whole list as a hint for hosted pages.
+    pub fn check(&self, password: &SecretString) -> Result<(), Error> {
+        let broken = self.violations(password);
+        let Some(first) = broken.first() else {
+            return Ok(());
+        };
+        let err = match first {
+            PasswordRule::MinLength => Error::invalid(
                 "REKEY-PwLen",
                 format!(
                     "Password is too short: at least {} characters",
                     self.min_length
                 ),
-            ));
-        }
-        if length > self.max_length {
-            return Err(Error::invalid(
+            ),
+            PasswordRule::MaxLength => Error::invalid(
                 "REKEY-PwMax",
                 format!(
                     "Password is too long: at most {} characters",
                     self.max_length
                 ),
-            ));
-        }
-        if self.require_lower && !password.chars().any(char::is_lowercase) {
-            return Err(Error::invalid(
-                "COMMAND-VoaRj",
-                "Password must contain a lower-case letter",
-            ));
-        }
-        if self.require_upper && !password.chars().any(char::is_uppercase) {
-            return Err(Error::invalid(
+            ),
+            PasswordRule::Lower => {
+                Error::invalid("COMMAND-VoaRj", "Password must contain a lower-case letter")
+            }
+            PasswordRule::Upper => Error::invalid(
                 "COMMAND-VoaRk",
                 "Password must contain an upper-case letter",
-            ));
-        }
-        if self.require_digit && !password.chars().any(|c| c.is_ascii_digit()) {
-            return Err(Error::invalid(
-                "COMMAND-VoaRl",
-                "Password must contain a number",
-            ));
-        }
-        if self.require_symbol && !password.chars().any(|c| !c.is_alphanumeric()) {
-            return Err(Error::invalid(
-                "COMMAND-VoaRm",
-                "Password must contain a symbol",
-            ));
-        }
-        if is_common(password) {
-            return Err(Error::invalid(
+            ),
+            PasswordRule::Digit => {
+                Error::invalid("COMMAND-VoaRl", "Password must contain a number")
+            }
+            PasswordRule::Symbol => {
+                Error::invalid("COMMAND-VoaRm", "Password must contain a symbol")
+            }
+            PasswordRule::Common => Error::invalid(
                 "REKEY-PwCom",
                 "Password is too common: it appears in a list of frequently used passwords",
-            ));
-        }
-        Ok(())
+            ),
+        };
+        Err(err.with_hint(ErrorHint::PasswordRules {
+            policy: *self,
+            broken,
+        }))
     }
 
     /// The rules in words, for hosted pages.
@@ -180,6 +243,37 @@ mod tests {
         }
         // no substring matching
         assert!(policy.check(&pw("password-horse-battery")).is_ok());
+    }
+
+    #[test]
+    fn violations_name_every_broken_rule_in_order() {
+        let policy = PasswordPolicy {
+            min_length: 10,
+            max_length: 72,
+            require_lower: true,
+            require_upper: true,
+            require_digit: true,
+            require_symbol: true,
+        };
+        assert_eq!(
+            policy.violations(&pw("qzvw")),
+            vec![
+                PasswordRule::MinLength,
+                PasswordRule::Upper,
+                PasswordRule::Digit,
+                PasswordRule::Symbol
+            ]
+        );
+        let err = policy.check(&pw("qzvw")).unwrap_err();
+        assert_eq!(err.id, "REKEY-PwLen");
+        assert!(
+            matches!(err.hint, Some(ErrorHint::PasswordRules { ref broken, .. }) if broken.len() == 4)
+        );
+        assert_eq!(
+            PasswordPolicy::default().violations(&pw("password1234")),
+            vec![PasswordRule::Common]
+        );
+        assert!(policy.violations(&pw("Tr0ub4dor&3x")).is_empty());
     }
 
     #[test]

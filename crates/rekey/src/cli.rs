@@ -488,6 +488,12 @@ fn apply_setting(settings: &mut TenantSettings, assignment: &str) -> anyhow::Res
         }
         "link_template" => settings.link_template = (!reset).then(|| value.to_owned()),
         "language" => settings.language = (!reset).then(|| value.to_owned()),
+        "ui.login_url" => {
+            if !reset {
+                rekey_core::flows::validate_login_url(value).map_err(|what| anyhow!(what))?;
+            }
+            settings.ui_login_url = (!reset).then(|| value.to_owned());
+        }
         other => bail!("unknown tenant setting {other:?}"),
     }
     Ok(())

@@ -292,3 +292,50 @@ async fn shutdown_is_not_held_by_an_idle_h2c_connection() {
 rekey_testkit::both_dbs!(walkthrough);
 rekey_testkit::both_dbs!(first_start_prints_a_system_token_once);
 rekey_testkit::both_dbs!(configuration_layers_and_cli_errors);
+
+/// `ui.login_url`: an absolute http(s) URL, shown by `tenant show`, unset with an empty value;
+/// anything else is refused and leaves the settings as they were.
+async fn tenant_ui_login_url(kind: DbKind) {
+    let install = Install::new(kind).await;
+    install.stdout(&["tenant", "add", "--name", "L", "--cname", "login-corp"]);
+    install.run(&[
+        "tenant",
+        "set",
+        "login-corp",
+        "ui.login_url=https://login.example.com/app?x=1",
+    ]);
+    let shown: Value =
+        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"])).unwrap();
+    assert_eq!(
+        shown["settings"]["ui_login_url"],
+        "https://login.example.com/app?x=1"
+    );
+    for bad in [
+        "ui.login_url=javascript:alert(1)",
+        "ui.login_url=/relative/path",
+        "ui.login_url=ftp://files.example.com/",
+        "ui.login_url=https://",
+        "ui.login_url=https://user:pw@example.com/",
+    ] {
+        let out = install
+            .command()
+            .args(["tenant", "set", "login-corp", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad} should be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("ui.login_url"), "{bad}: {err}");
+    }
+    let shown: Value =
+        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"])).unwrap();
+    assert_eq!(
+        shown["settings"]["ui_login_url"],
+        "https://login.example.com/app?x=1"
+    );
+    install.run(&["tenant", "set", "login-corp", "ui.login_url="]);
+    let shown: Value =
+        serde_json::from_str(&install.stdout(&["--json", "tenant", "show", "login-corp"])).unwrap();
+    assert!(shown["settings"].get("ui_login_url").is_none(), "{shown}");
+}
+
+rekey_testkit::both_dbs!(tenant_ui_login_url);
