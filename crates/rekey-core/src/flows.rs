@@ -109,7 +109,11 @@ pub struct EffectiveSettings {
     pub code_init_expiry: Duration,
     pub password: PasswordPolicy,
     pub messages_per_user_per_hour: u32,
+    /// The link of a reset message: the tenant's template, else the hosted reset page.
     pub link_template: UrlTemplate,
+    /// The link of an onboarding message: the tenant's template, else the hosted "set your
+    /// password" page (SPEC §8).
+    pub init_link_template: UrlTemplate,
     pub language: String,
 }
 
@@ -119,9 +123,14 @@ fn clamp_expiry(secs: u64) -> Duration {
 }
 
 impl Config {
-    pub fn default_link_template(&self) -> String {
+    /// The hosted page's link for a code of `kind` (SPEC §8).
+    pub fn default_link_template(&self, kind: CodeKind) -> String {
+        let page = match kind {
+            CodeKind::Reset => "reset",
+            CodeKind::Init => "set",
+        };
         format!(
-            "{}/ui/password/reset?userID={{{{.UserID}}}}&code={{{{.Code}}}}&orgID={{{{.OrgID}}}}",
+            "{}/ui/password/{page}?userID={{{{.UserID}}}}&code={{{{.Code}}}}&orgID={{{{.OrgID}}}}",
             self.public_url.trim_end_matches('/')
         )
     }
@@ -140,10 +149,16 @@ impl Config {
     }
 
     pub fn effective(&self, settings: &TenantSettings) -> Result<EffectiveSettings, Error> {
-        let link = settings
-            .link_template
-            .clone()
-            .unwrap_or_else(|| self.default_link_template());
+        let link = |kind| {
+            let template = settings
+                .link_template
+                .clone()
+                .unwrap_or_else(|| self.default_link_template(kind));
+            UrlTemplate::parse_unbounded(&template).map_err(|_| {
+                tracing::error!("tenant link template is invalid");
+                Error::internal()
+            })
+        };
         Ok(EffectiveSettings {
             code: CodePolicy {
                 alphabet: settings.code_alphabet.unwrap_or(self.code_alphabet),
@@ -164,10 +179,8 @@ impl Config {
             messages_per_user_per_hour: settings
                 .limits_messages_per_user_per_hour
                 .unwrap_or(self.limits.messages_per_user_per_hour),
-            link_template: UrlTemplate::parse_unbounded(&link).map_err(|_| {
-                tracing::error!("tenant link template is invalid");
-                Error::internal()
-            })?,
+            link_template: link(CodeKind::Reset)?,
+            init_link_template: link(CodeKind::Init)?,
             language: settings.language.clone().unwrap_or_else(|| "en".to_owned()),
         })
     }
@@ -562,7 +575,10 @@ impl Rekey {
             url_template,
         } = &delivery
         {
-            let template = url_template.as_ref().unwrap_or(&settings.link_template);
+            let template = url_template.as_ref().unwrap_or(match kind {
+                CodeKind::Reset => &settings.link_template,
+                CodeKind::Init => &settings.init_link_template,
+            });
             let link = template.render(&Values {
                 user_id: user.id.as_str(),
                 code: code.expose_secret(),

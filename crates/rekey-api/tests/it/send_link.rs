@@ -13,6 +13,7 @@ both_dbs!(
     url_template_is_rendered,
     sms_goes_to_the_phone_or_is_parked_failed,
     initial_users_get_the_onboarding_message_with_72h_expiry,
+    onboarding_messages_link_to_the_set_password_page,
 );
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -284,4 +285,47 @@ async fn initial_users_get_the_onboarding_message_with_72h_expiry(db: DbKind) {
     assert_error(&resp, 400, 9, "CODE-QvUQ4P", Some("Code is expired"));
     assert_eq!(app.snapshot().await, snapshot);
     assert_eq!(app.user(&late).await.state, UserState::Initial);
+}
+
+/// SPEC §8: an onboarding message's default link is the "set your password" page; a tenant's
+/// own link template applies to both kinds.
+async fn onboarding_messages_link_to_the_set_password_page(db: DbKind) {
+    let app = spawn_app(db).await;
+    let newbie = app.add_initial_user(&app.t1, "newbie@acme.test").await;
+    let known = app.add_user(&app.t1, "known@acme.test").await;
+    let link_of = |kind| {
+        let app = &app;
+        move |user: rekey_core::model::User| async move {
+            app.password_reset(user.id.as_str(), Auth::Bearer(&app.admin1), &json!({}))
+                .await
+                .ok();
+            let row = app.messages(&user, kind).await.pop().unwrap();
+            app.open(&row).link.unwrap()
+        }
+    };
+    let link = link_of(MessageKind::PasswordInit)(newbie.clone()).await;
+    let expected = format!(
+        "http://127.0.0.1:8080/ui/password/set?userID={}&code=",
+        newbie.id
+    );
+    assert!(link.starts_with(&expected), "{link}");
+    let link = link_of(MessageKind::PasswordReset)(known.clone()).await;
+    assert!(
+        link.starts_with("http://127.0.0.1:8080/ui/password/reset?"),
+        "{link}"
+    );
+
+    let mut settings = app.t1.settings.clone();
+    settings.link_template =
+        Some("https://login.acme.test/reset?u={{.UserID}}&c={{.Code}}".to_owned());
+    app.rekey
+        .set_tenant_settings("test", &app.t1.id, settings)
+        .await
+        .unwrap();
+    let newer = app.add_initial_user(&app.t1, "newer@acme.test").await;
+    let link = link_of(MessageKind::PasswordInit)(newer.clone()).await;
+    assert!(
+        link.starts_with(&format!("https://login.acme.test/reset?u={}&c=", newer.id)),
+        "{link}"
+    );
 }
