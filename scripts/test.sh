@@ -51,6 +51,9 @@ ensure_postgres
 log "Installing the published ZITADEL clients (tests/clients/install.sh)"
 tests/clients/install.sh
 
+log "Installing Chromium and the browser-test tools (tests/browser/install.sh)"
+tests/browser/install.sh
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
