@@ -9,6 +9,7 @@ mod f5;
 mod helpers;
 mod list_users;
 mod management_v1;
+mod openapi;
 mod outbox_retry;
 mod password_reset;
 mod rate_limit;
