@@ -7,5 +7,6 @@ mod cli;
 mod clients;
 mod delivery;
 mod harness;
+mod openapi;
 mod outage;
 mod replicas;
