@@ -23,6 +23,10 @@ use crate::faces::{f5, grpc, zitadel, zitadel_setup};
 use crate::{json, ops, AppState};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// An encoded answer, or the error to frame.
+pub type Encoded = BoxFuture<Result<Vec<u8>, Error>>;
+/// REST path parameters: (proto field name, value).
+pub type PathParams = Vec<(String, String)>;
 
 /// One operation in the three encodings the faces speak. The message types come from the
 /// operation's signature (see [`handler!`]).
@@ -30,14 +34,9 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub struct Handler {
     /// protojson body (path parameters merged in, the path winning) → protojson answer; REST
     /// and Connect JSON.
-    pub json: fn(
-        AppState,
-        RequestMeta,
-        Bytes,
-        Vec<(String, String)>,
-    ) -> BoxFuture<Result<Vec<u8>, Error>>,
+    pub json: fn(AppState, RequestMeta, Bytes, PathParams) -> Encoded,
     /// Binary protobuf body → binary answer; Connect `application/proto`.
-    pub proto: fn(AppState, RequestMeta, Bytes) -> BoxFuture<Result<Vec<u8>, Error>>,
+    pub proto: fn(AppState, RequestMeta, Bytes) -> Encoded,
     /// A whole gRPC (or, behind tonic-web, gRPC-Web) exchange.
     pub grpc: fn(AppState, Request) -> BoxFuture<http::Response<tonic::body::Body>>,
 }
