@@ -218,17 +218,24 @@ fn zitadel_responses(success: u16, answer: Value) -> Value {
 }
 
 fn f5_operation(path: &str, summary: &str, authenticated: bool, body: &[&str]) -> Value {
+    // SPEC §4's input rules: every member named is required (the namespace in the body is
+    // optional: the path's wins), email by the seed pages' pattern, at most 1024 characters.
     let properties: Map<String, Value> = body
         .iter()
         .map(|name| {
             let schema = match *name {
-                "email" => json!({ "type": "string", "maxLength": 1024, "format": "email" }),
-                "cname" => json!({ "type": "string", "maxLength": 1024 }),
+                "email" => json!({
+                    "type": "string",
+                    "maxLength": 1024,
+                    "pattern": "^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\\.[a-zA-Z]{2,}$",
+                }),
+                "cname" => json!({ "type": "string", "minLength": 1, "maxLength": 1024 }),
                 _ => json!({ "type": "string" }),
             };
             ((*name).to_owned(), schema)
         })
         .collect();
+    let required: Vec<&str> = body.iter().copied().filter(|n| *n != "namespace").collect();
     let mut responses = error_responses("rekey.F5Error", |s| authenticated || s != 404);
     responses.insert(
         "200".into(),
@@ -250,10 +257,11 @@ fn f5_operation(path: &str, summary: &str, authenticated: bool, body: &[&str]) -
         "summary": summary,
         "security": security,
         "requestBody": {
-            "required": false,
+            "required": !required.is_empty(),
             "content": { "application/json": { "schema": {
                 "type": "object",
                 "properties": properties,
+                "required": required,
             } } },
         },
         "responses": responses,
