@@ -54,6 +54,9 @@ tests/clients/install.sh
 log "Installing Chromium and the browser-test tools (tests/browser/install.sh)"
 tests/browser/install.sh
 
+log "Installing the OpenAPI checkers (tests/openapi/install.sh)"
+tests/openapi/install.sh
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

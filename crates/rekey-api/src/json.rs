@@ -37,6 +37,48 @@ pub fn decode<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_value(value).map_err(|err| describe(&err))
 }
 
+/// Decodes a protojson body into which REST path parameters are put: each `(field, value)`
+/// replaces the field in the body under either of its names (`user_id`, `userId`), as
+/// grpc-gateway lets the path win. Without parameters this is [`decode`].
+pub fn decode_with_path<T: DeserializeOwned + Default>(
+    bytes: &[u8],
+    params: &[(String, String)],
+) -> Result<T, Error> {
+    if params.is_empty() {
+        return decode(bytes);
+    }
+    let mut value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(serde_json::Map::new())
+    } else {
+        serde_json::from_slice(bytes).map_err(|err| describe(&err))?
+    };
+    if let Value::Object(map) = &mut value {
+        for (field, text) in params {
+            map.remove(field.as_str());
+            map.insert(lower_camel(field), Value::String(text.clone()));
+        }
+    }
+    drop_nulls(&mut value);
+    serde_json::from_value(value).map_err(|err| describe(&err))
+}
+
+/// protojson's JSON name of a proto field name: `user_id` → `userId`.
+pub fn lower_camel(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// protojson reads `null` as "the default value"; pbjson refuses it for scalars and enums, so
 /// null members are removed before decoding (which is the same thing).
 fn drop_nulls(value: &mut Value) {
@@ -184,6 +226,22 @@ mod tests {
         let err = decode::<PasswordResetRequest>(br#"{"userId": "hunter2" "#).unwrap_err();
         assert!(!err.message().contains("hunter2"));
         assert_eq!(err.id, "REKEY-Json1");
+    }
+
+    #[test]
+    fn the_path_wins_over_the_body() {
+        let params = [("user_id".to_owned(), "7".to_owned())];
+        for body in [
+            &br#"{"userId":"1","returnCode":{}}"#[..],
+            br#"{"user_id":1,"returnCode":{}}"#,
+            br#"{"returnCode":{}}"#,
+        ] {
+            let req: PasswordResetRequest = decode_with_path(body, &params).unwrap();
+            assert_eq!(req.user_id, "7");
+        }
+        let req: PasswordResetRequest = decode_with_path(b" ", &params).unwrap();
+        assert_eq!(req.user_id, "7");
+        assert_eq!(lower_camel("send_link"), "sendLink");
     }
 
     #[test]

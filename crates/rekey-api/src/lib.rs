@@ -8,6 +8,8 @@ pub mod cors;
 pub mod error;
 pub mod faces;
 pub mod json;
+pub mod openapi;
+pub mod operations;
 pub mod ops;
 pub mod pages;
 pub mod serve;
@@ -66,10 +68,9 @@ impl Default for ServeSettings {
 /// gRPC-Web) goes to tonic, everything else to the axum routes (REST, Connect, F5, operations).
 pub fn router(state: AppState) -> Router {
     let http = Router::new()
-        .merge(faces::zitadel_rest::routes())
+        .merge(operations::routes())
         .merge(faces::connect::routes())
-        .merge(faces::f5::routes())
-        .merge(ops::routes())
+        .merge(openapi::routes())
         .merge(pages::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,27 +1,21 @@
-//! Operations routes without authentication: liveness and readiness.
+//! Operations routes without authentication: liveness and readiness (registered from
+//! [`crate::operations::HTTP_ROUTES`]).
 
-use axum::extract::State;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-}
-
 /// The process is up.
-async fn healthz() -> Response {
+pub async fn healthz(_state: AppState, _request: Request) -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
 /// 200 when the database is reachable and migrated; channel status in the body only.
-async fn readyz(State(state): State<AppState>) -> Response {
+pub async fn readyz(state: AppState, _request: Request) -> Response {
     let channels: Map<String, Value> = state
         .settings
         .channels

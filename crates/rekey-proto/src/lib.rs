@@ -37,3 +37,9 @@ pub mod zitadel {
         }
     }
 }
+
+/// The compiled `FileDescriptorSet` of the protos above (with their imports): what the API
+/// crate reads the served services' methods and the messages' fields from, for its table test
+/// and its OpenAPI document.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/zitadel_descriptor.bin"));

@@ -10,15 +10,11 @@
 //! switch, a decode, the shared operation and an encode. gRPC requests on the same paths never
 //! get here: the router sends every `application/grpc…` request to tonic first.
 //!
-//! Adding an RPC: one line in [`RPCS`], `("/package.Service/Method", rpc!(module::operation))`
-//! (a unit test checks the table against the RPCs of the `.proto` files).
+//! The RPCs come from [`crate::operations`]: adding one there serves it here.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -33,81 +29,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::zitadel::{self, RequestMeta};
-use super::zitadel_setup;
 use crate::error::{error_detail_bytes, status_of, with_retry_after};
 use crate::json::{self, read_body, status_override};
+use crate::operations::{self, Handler};
 use crate::{auth, AppState};
-
-/// What one Connect RPC does with a request: decode the body in `codec`, run the operation,
-/// encode the answer in the same codec.
-pub type Rpc = fn(AppState, RequestMeta, Codec, Bytes) -> RpcFuture;
-pub type RpcFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Error>> + Send>>;
-
-/// The [`Rpc`] of a `faces::zitadel` operation; the message types come from its signature.
-macro_rules! rpc {
-    ($op:path) => {
-        |state, meta, codec, body| -> RpcFuture {
-            Box::pin(async move {
-                let request = codec.decode(&body)?;
-                let answer = $op(&state, &meta, request).await?;
-                codec.encode(&answer)
-            })
-        }
-    };
-}
-
-/// Every RPC served over Connect, by path. A path of a listed service that is not here answers
-/// `unimplemented`. The v2beta paths run the v2 operations: the messages are identical on the
-/// wire (SPEC §3), so v2's types read and write v2beta's JSON and binary forms unchanged.
-#[rustfmt::skip]
-pub static RPCS: &[(&str, Rpc)] = &[
-    // zitadel.user.v2
-    ("/zitadel.user.v2.UserService/AddHumanUser", rpc!(zitadel_setup::add_human_user)),
-    ("/zitadel.user.v2.UserService/GetUserByID", rpc!(zitadel_setup::get_user_by_id)),
-    ("/zitadel.user.v2.UserService/ListUsers", rpc!(zitadel_setup::list_users)),
-    ("/zitadel.user.v2.UserService/DeactivateUser", rpc!(zitadel_setup::deactivate_user)),
-    ("/zitadel.user.v2.UserService/ReactivateUser", rpc!(zitadel_setup::reactivate_user)),
-    ("/zitadel.user.v2.UserService/LockUser", rpc!(zitadel_setup::lock_user)),
-    ("/zitadel.user.v2.UserService/UnlockUser", rpc!(zitadel_setup::unlock_user)),
-    ("/zitadel.user.v2.UserService/DeleteUser", rpc!(zitadel_setup::delete_user)),
-    ("/zitadel.user.v2.UserService/PasswordReset", rpc!(zitadel::password_reset)),
-    ("/zitadel.user.v2.UserService/SetPassword", rpc!(zitadel::set_password)),
-    // zitadel.user.v2beta: the same operations
-    ("/zitadel.user.v2beta.UserService/AddHumanUser", rpc!(zitadel_setup::add_human_user)),
-    ("/zitadel.user.v2beta.UserService/GetUserByID", rpc!(zitadel_setup::get_user_by_id)),
-    ("/zitadel.user.v2beta.UserService/ListUsers", rpc!(zitadel_setup::list_users)),
-    ("/zitadel.user.v2beta.UserService/DeactivateUser", rpc!(zitadel_setup::deactivate_user)),
-    ("/zitadel.user.v2beta.UserService/ReactivateUser", rpc!(zitadel_setup::reactivate_user)),
-    ("/zitadel.user.v2beta.UserService/LockUser", rpc!(zitadel_setup::lock_user)),
-    ("/zitadel.user.v2beta.UserService/UnlockUser", rpc!(zitadel_setup::unlock_user)),
-    ("/zitadel.user.v2beta.UserService/DeleteUser", rpc!(zitadel_setup::delete_user)),
-    ("/zitadel.user.v2beta.UserService/PasswordReset", rpc!(zitadel::password_reset)),
-    ("/zitadel.user.v2beta.UserService/SetPassword", rpc!(zitadel::set_password)),
-    // zitadel.management.v1
-    ("/zitadel.management.v1.ManagementService/SendHumanResetPasswordNotification", rpc!(zitadel::send_human_reset_password_notification)),
-    ("/zitadel.management.v1.ManagementService/SetHumanPassword", rpc!(zitadel::set_human_password)),
-    ("/zitadel.management.v1.ManagementService/SetHumanInitialPassword", rpc!(zitadel::set_human_initial_password)),
-    // zitadel.org.v2
-    ("/zitadel.org.v2.OrganizationService/AddOrganization", rpc!(zitadel_setup::add_organization)),
-];
-
-/// RPCs of the protos whose operation does not exist yet: they answer `unimplemented` in every
-/// form (over gRPC through the `not yet` list in `faces::grpc`). When an operation lands, move
-/// its paths from here to [`RPCS`].
-pub static NOT_YET_SERVED: &[&str] = &[];
-
-/// The services of [`RPCS`] and [`NOT_YET_SERVED`] (`package.Service`), each once.
-pub fn services() -> Vec<&'static str> {
-    let mut services: Vec<&'static str> = RPCS
-        .iter()
-        .map(|(path, _)| *path)
-        .chain(NOT_YET_SERVED.iter().copied())
-        .filter_map(service_of)
-        .collect();
-    services.sort_unstable();
-    services.dedup();
-    services
-}
 
 fn service_of(path: &str) -> Option<&str> {
     let rest = path.strip_prefix('/')?;
@@ -117,19 +42,20 @@ fn service_of(path: &str) -> Option<&str> {
 
 /// Whether `path` is an RPC path of a served service (for errors raised outside a handler).
 pub fn is_rpc_path(path: &str) -> bool {
-    service_of(path).is_some_and(|service| services().contains(&service))
+    service_of(path).is_some_and(|service| operations::services().contains(&service))
 }
 
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new();
-    for service in services() {
+    for service in operations::services() {
         router = router.route(&format!("/{service}/{{method}}"), any(unimplemented));
     }
-    for &(path, rpc) in RPCS {
+    for op in operations::operations() {
+        let handler = op.handler;
         router = router.route(
-            path,
+            &op.rpc_path(),
             post(move |State(state): State<AppState>, request: Request| {
-                handle(state, rpc, request)
+                handle(state, handler, request)
             }),
         );
     }
@@ -170,12 +96,7 @@ impl Codec {
     {
         match self {
             Codec::Json => json::decode(body),
-            Codec::Proto => T::decode(body).map_err(|_| {
-                Error::invalid(
-                    "REKEY-Proto",
-                    "Request body is not a valid protobuf message",
-                )
-            }),
+            Codec::Proto => operations::decode_proto(body),
         }
     }
 
@@ -187,7 +108,7 @@ impl Codec {
     }
 }
 
-async fn handle(state: AppState, rpc: Rpc, request: Request) -> Response {
+async fn handle(state: AppState, handler: Handler, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let Some(codec) = Codec::of(&parts.headers) else {
         return unsupported_media_type();
@@ -205,7 +126,10 @@ async fn handle(state: AppState, rpc: Rpc, request: Request) -> Response {
         let limit = state.settings.body_limit_bytes;
         let call = async move {
             let bytes = read_body(body, limit).await?;
-            rpc(state, meta, codec, bytes).await
+            match codec {
+                Codec::Json => (handler.json)(state, meta, bytes, Vec::new()).await,
+                Codec::Proto => (handler.proto)(state, meta, bytes).await,
+            }
         };
         match timeout {
             // The client's own deadline; the server's deadline middleware still applies.
@@ -323,49 +247,6 @@ pub fn error_response(err: &Error) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
-
-    /// Every RPC of every service in the proto files, as `/package.Service/Method`.
-    fn proto_rpcs() -> BTreeSet<String> {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../rekey-proto/proto");
-        let mut found = BTreeSet::new();
-        let mut stack = vec![std::path::PathBuf::from(root)];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).unwrap();
-                let mut package = "";
-                let mut service = "";
-                for line in text.lines().map(str::trim) {
-                    if let Some(p) = line.strip_prefix("package ") {
-                        package = p.trim_end_matches(';').trim();
-                    } else if let Some(s) = line.strip_prefix("service ") {
-                        service = s.split_whitespace().next().unwrap_or("");
-                    } else if let Some(r) = line.strip_prefix("rpc ") {
-                        let method = r.split('(').next().unwrap().trim();
-                        found.insert(format!("/{package}.{service}/{method}"));
-                    }
-                }
-            }
-        }
-        found
-    }
-
-    /// A proto RPC forgotten here would answer `unimplemented` over Connect only; the gRPC
-    /// face cannot forget one (the generated trait requires every method).
-    #[test]
-    fn the_table_covers_exactly_the_rpcs_of_the_protos() {
-        let served: BTreeSet<String> = RPCS.iter().map(|(p, _)| (*p).to_owned()).collect();
-        assert_eq!(served.len(), RPCS.len(), "a path is listed twice");
-        let later: BTreeSet<String> = NOT_YET_SERVED.iter().map(|p| (*p).to_owned()).collect();
-        assert_eq!(later.len(), NOT_YET_SERVED.len(), "a path is listed twice");
-        assert!(served.is_disjoint(&later), "served and not yet served");
-        assert_eq!(&served | &later, proto_rpcs());
-    }
 
     #[test]
     fn rpc_paths() {

@@ -1,14 +1,14 @@
 //! F5 Distributed Cloud's password routes (SPEC §4): `admin_reset`, the namespaced
 //! `send_password_email`, `no_auth/send_password_email` and the self-service
 //! `password/reset`, at the root and under the seed pages' documentation prefix.
-//! Errors are grpc-gateway JSON `{"code":n,"message":"…","details":[]}`.
+//! Errors are grpc-gateway JSON `{"code":n,"message":"…","details":[]}`. The routes are
+//! registered (and documented) from [`crate::operations::HTTP_ROUTES`].
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Json, RequestExt};
 use http::StatusCode;
 use rekey_core::flows::Caller;
 use rekey_core::validate::{EmailAddress, MAX_CNAME_LEN};
@@ -23,30 +23,6 @@ use crate::{auth, AppState};
 
 /// The seed pages' URL prefix, accepted as an alias of the root.
 pub const SEED_PREFIX: &str = "/api/v1/api/production/us-east-1/namespaces/default";
-
-pub fn routes() -> Router<AppState> {
-    let mut router = Router::new();
-    for prefix in ["", SEED_PREFIX] {
-        router = router
-            .route(
-                &format!("{prefix}/api/web/custom/password/admin_reset"),
-                post(admin_reset),
-            )
-            .route(
-                &format!("{prefix}/api/web/custom/namespaces/{{namespace}}/send_password_email"),
-                post(send_password_email),
-            )
-            .route(
-                &format!("{prefix}/no_auth/send_password_email"),
-                post(no_auth_send_password_email),
-            )
-            .route(
-                &format!("{prefix}/api/web/custom/password/reset"),
-                post(self_service_reset),
-            );
-    }
-    router
-}
 
 /// Whether a path belongs to the F5 face (for errors raised outside a handler).
 pub fn is_f5_path(path: &str) -> bool {
@@ -145,7 +121,7 @@ fn answer(result: Result<(), Error>) -> Response {
 }
 
 /// `POST /api/web/custom/password/admin_reset` `{"email"}`.
-async fn admin_reset(State(state): State<AppState>, request: Request) -> Response {
+pub async fn admin_reset(state: AppState, request: Request) -> Response {
     answer(
         async {
             let (caller, headers, body) = decode(&state, request).await?;
@@ -160,11 +136,11 @@ async fn admin_reset(State(state): State<AppState>, request: Request) -> Respons
 
 /// `POST /api/web/custom/namespaces/{namespace}/send_password_email` `{"email","namespace"}`:
 /// the deprecated twin of admin_reset; the namespace is always `system`.
-async fn send_password_email(
-    State(state): State<AppState>,
-    Path(namespace): Path<String>,
-    request: Request,
-) -> Response {
+pub async fn send_password_email(state: AppState, mut request: Request) -> Response {
+    let namespace = match request.extract_parts::<Path<String>>().await {
+        Ok(Path(namespace)) => namespace,
+        Err(rejection) => return rejection.into_response(),
+    };
     answer(
         async {
             let (caller, headers, body) = decode(&state, request).await?;
@@ -194,7 +170,7 @@ async fn send_password_email(
 }
 
 /// `POST /api/web/custom/password/reset` `{}`: the calling user is emailed a reset link.
-async fn self_service_reset(State(state): State<AppState>, request: Request) -> Response {
+pub async fn self_service_reset(state: AppState, request: Request) -> Response {
     answer(
         async {
             let (caller, headers, _body) = decode(&state, request).await?;
@@ -209,7 +185,7 @@ async fn self_service_reset(State(state): State<AppState>, request: Request) -> 
 /// `POST /no_auth/send_password_email` `{"cname","email"}`: no authentication (any
 /// `Authorization` header is ignored), and the same answer after the same padded deadline
 /// whether or not the tenant or the email exists.
-async fn no_auth_send_password_email(State(state): State<AppState>, request: Request) -> Response {
+pub async fn no_auth_send_password_email(state: AppState, request: Request) -> Response {
     let started = Instant::now();
     let result = async {
         let (caller, _headers, body) = decode(&state, request).await?;

@@ -5,11 +5,12 @@
 //! trailers `grpc-status`, `grpc-message` (percent-encoded by tonic) and `grpc-status-details-bin`
 //! (a `google.rpc.Status` whose one detail is the `zitadel.v1.ErrorDetail`, SPEC §6).
 //!
-//! Adding an RPC: the generated trait gains a method as soon as the proto has it, so the
-//! compiler points here; add one line to the service's `grpc_service!` block below
-//! (`snake_name(Request) -> Response = zitadel::operation;`); a proto RPC whose operation does
-//! not exist yet goes under `not yet { snake_name(Request) -> Response; }` and answers
-//! `UNIMPLEMENTED` until then.
+//! The services are not tonic's generated servers: one router serves `/{service}/{method}` for
+//! every entry of [`crate::operations`], running tonic's unary machinery
+//! ([`tonic::server::Grpc`] with the prost codec) for that entry's message types. A method of a
+//! served service that is not in the table answers `UNIMPLEMENTED` as a generated server does;
+//! any other path answers `UNIMPLEMENTED` as tonic's `Routes` does. v2beta paths decode their
+//! bytes straight as the v2 messages (identical on the wire) and run the v2 operations.
 
 use std::net::SocketAddr;
 
@@ -17,18 +18,14 @@ use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use prost::Message;
 use rekey_core::Error;
-use rekey_proto::zitadel::management::v1 as mgmt;
-use rekey_proto::zitadel::org::v2 as org_v2;
-use rekey_proto::zitadel::user::v2 as user_v2;
-use rekey_proto::zitadel::user::v2beta as user_v2beta;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::service::Routes;
 use tonic_web::{GrpcWebLayer, GrpcWebService};
 use tower::Layer;
 
-use super::zitadel::{self, RequestMeta};
-use super::zitadel_setup;
+use super::zitadel::RequestMeta;
 use crate::error::error_detail_any;
+use crate::operations::{self, BoxFuture};
 use crate::{auth, AppState};
 
 /// `google.rpc.Status`, the message `grpc-status-details-bin` carries (google/rpc/status.proto;
@@ -80,54 +77,99 @@ pub fn error_response(err: &Error, content_type: &str) -> axum::response::Respon
     response
 }
 
-/// The services behind tonic-web, as one service (the caller routes `application/grpc…`
+/// The served services behind tonic-web, as one service (the caller routes `application/grpc…`
 /// requests here). Messages are limited to the configured body limit.
 pub fn service(state: &AppState) -> GrpcWebService<Routes> {
-    let limit = state.settings.body_limit_bytes;
-    let face = Grpc {
-        state: state.clone(),
-    };
-    let routes = Routes::new(
-        user_v2::user_service_server::UserServiceServer::new(face.clone())
-            .max_decoding_message_size(limit),
-    )
-    .add_service(
-        user_v2beta::user_service_server::UserServiceServer::new(face.clone())
-            .max_decoding_message_size(limit),
-    )
-    .add_service(
-        mgmt::management_service_server::ManagementServiceServer::new(face.clone())
-            .max_decoding_message_size(limit),
-    )
-    .add_service(
-        org_v2::organization_service_server::OrganizationServiceServer::new(face)
-            .max_decoding_message_size(limit),
-    )
-    .prepare();
-    GrpcWebLayer::new().layer(routes)
+    let mut router = axum::Router::new().fallback(unimplemented_service);
+    for service in operations::services() {
+        let state = state.clone();
+        router = router.route_service(
+            &format!("/{service}/{{*rest}}"),
+            tower::service_fn(move |request: axum::extract::Request| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(dispatch(state, request).await) }
+            }),
+        );
+    }
+    GrpcWebLayer::new().layer(Routes::from(router).prepare())
 }
 
-/// The gRPC face: one value serves every service.
-#[derive(Clone)]
-pub struct Grpc {
+/// A path of no served service: what tonic's `Routes` answers.
+async fn unimplemented_service() -> http::Response<tonic::body::Body> {
+    let (parts, ()) = tonic::Status::unimplemented("")
+        .into_http::<()>()
+        .into_parts();
+    http::Response::from_parts(parts, tonic::body::Body::empty())
+}
+
+/// A path of a served service: its operation, or what a generated server answers for a method
+/// it does not have.
+fn dispatch(
     state: AppState,
-}
-
-impl Grpc {
-    /// Metadata as the headers the operations read (`authorization`, `x-zitadel-orgid`), and
-    /// the client address from the connection (or a trusted proxy's `X-Forwarded-For`).
-    fn split<T>(&self, request: tonic::Request<T>) -> (RequestMeta, T) {
-        let (metadata, extensions, message) = request.into_parts();
-        let headers = metadata.into_headers();
-        let peer = extensions.get::<ConnectInfo<SocketAddr>>();
-        let ip = auth::client_ip(&self.state.settings.trusted_proxies, peer, &headers)
-            .map(|ip| ip.to_string());
-        (RequestMeta { headers, ip }, message)
+    request: axum::extract::Request,
+) -> BoxFuture<http::Response<tonic::body::Body>> {
+    match operations::by_rpc_path(request.uri().path()) {
+        Some(op) => (op.handler.grpc)(state, request),
+        None => Box::pin(async {
+            let mut response = http::Response::new(tonic::body::Body::default());
+            let headers = response.headers_mut();
+            headers.insert(
+                tonic::Status::GRPC_STATUS,
+                (tonic::Code::Unimplemented as i32).into(),
+            );
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                tonic::metadata::GRPC_CONTENT_TYPE,
+            );
+            response
+        }),
     }
 }
 
-/// v2beta messages are wire-identical to v2 (SPEC §3): re-encode one as the other, so v2beta
-/// calls run the v2 operations. Public only for the fuzz targets (`fuzz/`).
+/// One unary gRPC exchange of an operation whose request and response messages are `Req` and
+/// `Resp`: tonic decodes (at most the body limit), the operation runs with the metadata as
+/// headers and the client address, tonic encodes the answer or the error's trailers.
+pub async fn unary<Req, Resp, F, Fut>(
+    state: AppState,
+    request: axum::extract::Request,
+    operation: F,
+) -> http::Response<tonic::body::Body>
+where
+    Req: Message + Default + Send + 'static,
+    Resp: Message + Send + 'static,
+    F: Fn(AppState, RequestMeta, Req) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Resp, Error>> + Send + 'static,
+{
+    let limit = state.settings.body_limit_bytes;
+    let method = tower::service_fn(move |request: tonic::Request<Req>| {
+        let (meta, message) = split(&state, request);
+        let answer = operation(state.clone(), meta, message);
+        async move {
+            answer
+                .await
+                .map(tonic::Response::new)
+                .map_err(|err| status(&err))
+        }
+    });
+    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
+        .apply_max_message_size_config(Some(limit), None);
+    grpc.unary(method, request).await
+}
+
+/// Metadata as the headers the operations read (`authorization`, `x-zitadel-orgid`), and the
+/// client address from the connection (or a trusted proxy's `X-Forwarded-For`).
+fn split<T>(state: &AppState, request: tonic::Request<T>) -> (RequestMeta, T) {
+    let (metadata, extensions, message) = request.into_parts();
+    let headers = metadata.into_headers();
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>();
+    let ip =
+        auth::client_ip(&state.settings.trusted_proxies, peer, &headers).map(|ip| ip.to_string());
+    (RequestMeta { headers, ip }, message)
+}
+
+/// v2beta messages are wire-identical to v2 (SPEC §3): re-encode one as the other. The gRPC
+/// face no longer needs it (it decodes v2beta bytes as v2 directly); public for the fuzz
+/// targets (`fuzz/`), which check the identity.
 #[doc(hidden)]
 pub fn recode<A: Message, B: Message + Default>(message: &A) -> Result<B, tonic::Status> {
     B::decode(message.encode_to_vec().as_slice()).map_err(|err| {
@@ -136,143 +178,11 @@ pub fn recode<A: Message, B: Message + Default>(message: &A) -> Result<B, tonic:
     })
 }
 
-/// Implements a generated service trait for [`Grpc`], one line per method:
-/// `method(Request) -> Response = operation;`. With `via recode` each request is re-encoded as
-/// the operation's own (wire-identical) type and the answer back. Methods listed under
-/// `not yet` exist in the proto but have no operation yet; they answer `UNIMPLEMENTED`.
-/// (Every method is spelled out inside the `impl` each arm expands to: `async_trait` rewrites
-/// only what it sees, not items left to an inner macro call.)
-macro_rules! grpc_service {
-    ($service:path { $($served:tt)* } $(not yet { $($later:tt)* })?) => {
-        grpc_service!(@impl direct $service { $($served)* } { $($($later)*)? });
-    };
-    ($service:path, via recode { $($served:tt)* } $(not yet { $($later:tt)* })?) => {
-        grpc_service!(@impl recode $service { $($served)* } { $($($later)*)? });
-    };
-    (@impl direct $service:path
-        { $($method:ident($req:ty) -> $resp:ty = $op:path;)* }
-        { $($later:ident($lreq:ty) -> $lresp:ty;)* }
-    ) => {
-        #[tonic::async_trait]
-        impl $service for Grpc {
-            $(
-                async fn $method(
-                    &self,
-                    request: tonic::Request<$req>,
-                ) -> Result<tonic::Response<$resp>, tonic::Status> {
-                    let (meta, message) = self.split(request);
-                    $op(&self.state, &meta, message)
-                        .await
-                        .map(tonic::Response::new)
-                        .map_err(|err| status(&err))
-                }
-            )*
-            $(
-                async fn $later(
-                    &self,
-                    _request: tonic::Request<$lreq>,
-                ) -> Result<tonic::Response<$lresp>, tonic::Status> {
-                    Err(status(&zitadel::unimplemented(stringify!($later))))
-                }
-            )*
-        }
-    };
-    (@impl recode $service:path
-        { $($method:ident($req:ty) -> $resp:ty = $op:path;)* }
-        { $($later:ident($lreq:ty) -> $lresp:ty;)* }
-    ) => {
-        #[tonic::async_trait]
-        impl $service for Grpc {
-            $(
-                async fn $method(
-                    &self,
-                    request: tonic::Request<$req>,
-                ) -> Result<tonic::Response<$resp>, tonic::Status> {
-                    let (meta, message) = self.split(request);
-                    let message = recode(&message)?;
-                    let answer = $op(&self.state, &meta, message)
-                        .await
-                        .map_err(|err| status(&err))?;
-                    recode(&answer).map(tonic::Response::new)
-                }
-            )*
-            $(
-                async fn $later(
-                    &self,
-                    _request: tonic::Request<$lreq>,
-                ) -> Result<tonic::Response<$lresp>, tonic::Status> {
-                    Err(status(&zitadel::unimplemented(stringify!($later))))
-                }
-            )*
-        }
-    };
-}
-
-grpc_service!(user_v2::user_service_server::UserService {
-    add_human_user(user_v2::AddHumanUserRequest) -> user_v2::AddHumanUserResponse
-        = zitadel_setup::add_human_user;
-    get_user_by_id(user_v2::GetUserByIdRequest) -> user_v2::GetUserByIdResponse
-        = zitadel_setup::get_user_by_id;
-    list_users(user_v2::ListUsersRequest) -> user_v2::ListUsersResponse
-        = zitadel_setup::list_users;
-    deactivate_user(user_v2::DeactivateUserRequest) -> user_v2::DeactivateUserResponse
-        = zitadel_setup::deactivate_user;
-    reactivate_user(user_v2::ReactivateUserRequest) -> user_v2::ReactivateUserResponse
-        = zitadel_setup::reactivate_user;
-    lock_user(user_v2::LockUserRequest) -> user_v2::LockUserResponse
-        = zitadel_setup::lock_user;
-    unlock_user(user_v2::UnlockUserRequest) -> user_v2::UnlockUserResponse
-        = zitadel_setup::unlock_user;
-    delete_user(user_v2::DeleteUserRequest) -> user_v2::DeleteUserResponse
-        = zitadel_setup::delete_user;
-    password_reset(user_v2::PasswordResetRequest) -> user_v2::PasswordResetResponse
-        = zitadel::password_reset;
-    set_password(user_v2::SetPasswordRequest) -> user_v2::SetPasswordResponse
-        = zitadel::set_password;
-});
-
-grpc_service!(user_v2beta::user_service_server::UserService, via recode {
-    add_human_user(user_v2beta::AddHumanUserRequest) -> user_v2beta::AddHumanUserResponse
-        = zitadel_setup::add_human_user;
-    get_user_by_id(user_v2beta::GetUserByIdRequest) -> user_v2beta::GetUserByIdResponse
-        = zitadel_setup::get_user_by_id;
-    list_users(user_v2beta::ListUsersRequest) -> user_v2beta::ListUsersResponse
-        = zitadel_setup::list_users;
-    deactivate_user(user_v2beta::DeactivateUserRequest) -> user_v2beta::DeactivateUserResponse
-        = zitadel_setup::deactivate_user;
-    reactivate_user(user_v2beta::ReactivateUserRequest) -> user_v2beta::ReactivateUserResponse
-        = zitadel_setup::reactivate_user;
-    lock_user(user_v2beta::LockUserRequest) -> user_v2beta::LockUserResponse
-        = zitadel_setup::lock_user;
-    unlock_user(user_v2beta::UnlockUserRequest) -> user_v2beta::UnlockUserResponse
-        = zitadel_setup::unlock_user;
-    delete_user(user_v2beta::DeleteUserRequest) -> user_v2beta::DeleteUserResponse
-        = zitadel_setup::delete_user;
-    password_reset(user_v2beta::PasswordResetRequest) -> user_v2beta::PasswordResetResponse
-        = zitadel::password_reset;
-    set_password(user_v2beta::SetPasswordRequest) -> user_v2beta::SetPasswordResponse
-        = zitadel::set_password;
-});
-
-grpc_service!(mgmt::management_service_server::ManagementService {
-    send_human_reset_password_notification(mgmt::SendHumanResetPasswordNotificationRequest)
-        -> mgmt::SendHumanResetPasswordNotificationResponse
-        = zitadel::send_human_reset_password_notification;
-    set_human_password(mgmt::SetHumanPasswordRequest) -> mgmt::SetHumanPasswordResponse
-        = zitadel::set_human_password;
-    set_human_initial_password(mgmt::SetHumanInitialPasswordRequest)
-        -> mgmt::SetHumanInitialPasswordResponse
-        = zitadel::set_human_initial_password;
-});
-
-grpc_service!(org_v2::organization_service_server::OrganizationService {
-    add_organization(org_v2::AddOrganizationRequest) -> org_v2::AddOrganizationResponse
-        = zitadel_setup::add_organization;
-});
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rekey_proto::zitadel::user::v2 as user_v2;
+    use rekey_proto::zitadel::user::v2beta as user_v2beta;
     use rekey_proto::zitadel::v1::ErrorDetail;
 
     #[test]

@@ -8,5 +8,6 @@ mod cli;
 mod clients;
 mod delivery;
 mod harness;
+mod openapi;
 mod outage;
 mod replicas;

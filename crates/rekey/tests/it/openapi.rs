@@ -1,0 +1,168 @@
+//! The served `/openapi.json` checked by external tools against a running `rekey serve`:
+//! PyPI `openapi-spec-validator` validates the document, and `schemathesis` generates requests
+//! from it (a system token, a bounded number of examples per operation) and checks that no
+//! answer is a 5xx, that every status is documented and every JSON answer matches its schema.
+//! The tools live in `tests/openapi/.venv` (installed by `tests/openapi/install.sh`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{DbKind, Install};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/openapi/.venv/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/openapi/install.sh",
+        path.display()
+    );
+    path
+}
+
+/// Runs a tool to completion (at most [`RUN_TIMEOUT`]); returns (success, stdout + stderr).
+fn run(mut command: Command, dir: &Path, tag: &str) -> (bool, String) {
+    let out_path = dir.join(format!("{tag}.out"));
+    let mut child = command
+        .env("NO_COLOR", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::from(
+            std::fs::File::options()
+                .append(true)
+                .open(&out_path)
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    match status {
+        Some(status) => (status.success(), output),
+        None => panic!("{tag} timed out after {RUN_TIMEOUT:?}:\n{output}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_document_is_valid_and_the_service_conforms_to_it() {
+    let validator = tool("openapi-spec-validator");
+    let schemathesis = tool("schemathesis");
+    let install = Install::new(DbKind::Sqlite).await;
+    install.stdout(&["tenant", "add", "--name", "Acme", "--cname", "acme"]);
+    // Real users, so generated calls also reach the operations past "user not found" (and
+    // their successful answers are checked against the document).
+    let users: Vec<String> = ["ada", "bob", "cy"]
+        .iter()
+        .map(|name| {
+            install.stdout(&[
+                "user",
+                "add",
+                "--tenant",
+                "acme",
+                "--email",
+                &format!("{name}@acme.example"),
+                "--password",
+                "Correct-Horse-Battery-9",
+            ])
+        })
+        .collect();
+    let token = install.stdout(&["token", "create", "--role", "system"]);
+    let server = install.serve();
+    let dir = install.data_path();
+
+    let doc = reqwest::get(format!("{}/openapi.json", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let doc_path = dir.join("openapi.json");
+    std::fs::write(&doc_path, &doc).unwrap();
+
+    // (a) The document is valid OpenAPI 3.1.
+    let mut command = Command::new(&validator);
+    command.arg(&doc_path);
+    let (ok, output) = run(command, dir, "openapi-spec-validator");
+    assert!(ok, "openapi-spec-validator:\n{output}");
+
+    // (b) The service answers as the document says.
+    let committed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/openapi/schemathesis.toml");
+    let config = dir.join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[dictionaries.users]\nvalues = {users:?}\n\n[parameters]\n\
+             \"path.user_id\" = {{ dictionary = \"users\", probability = 0.5 }}\n",
+            std::fs::read_to_string(&committed).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(&schemathesis);
+    command
+        .arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(&doc_path)
+        .args(["--url", &server.base])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,response_schema_conformance",
+        ])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", "8"])
+        .args(["--max-time", "30"])
+        .args(["--seed", "1"])
+        .args(["--workers", "2"])
+        .args(["--request-timeout", "10"])
+        .arg("--no-shrink")
+        // Hypothesis' health checks judge the generator (slow or much-filtered data), not
+        // the service.
+        .args(["--suppress-health-check", "all"]);
+    let (ok, output) = run(command, dir, "schemathesis");
+    // Shown with --nocapture: what was covered.
+    println!("{output}");
+    assert!(
+        ok,
+        "schemathesis found problems:\n{output}\n--- server warnings and errors\n{}",
+        problems(&server.stderr())
+    );
+    let log = server.stderr();
+    let reached = log
+        .lines()
+        .filter(|l| users.iter().any(|u| l.contains(&format!("/users/{u}"))))
+        // `status=200`, maybe with colour codes around the `=`.
+        .filter(|l| l.contains("status") && (l.contains("=200 ") || l.contains("m200 ")))
+        .count();
+    assert!(
+        reached > 0,
+        "no generated call succeeded on a real user: successful answers went unchecked"
+    );
+}
+
+/// The server log's warnings and errors (the request lines would drown them).
+fn problems(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
