@@ -491,6 +491,30 @@ const steps = [
       await tab.context.close();
     },
   ],
+  [
+    "docs",
+    async () => {
+      // Swagger UI renders the served document under its CSP, from Rekey's own assets only
+      // (`open` records any request to another origin and any CSP violation).
+      const tab = await open();
+      const response = await tab.page.goto(`${plan.base}/docs`);
+      check("docs.get_200", response.status() === 200, response.status());
+      await tab.page.waitForSelector(".opblock", { timeout: 15000 });
+      const operations = await tab.page.$$eval(".opblock-summary-path", (els) =>
+        els.map((e) => e.getAttribute("data-path")),
+      );
+      facts["docs.operations"] = operations.length;
+      check(
+        "docs.renders_operations",
+        operations.includes("/v2/users/{user_id}/password_reset") &&
+          operations.includes("/no_auth/send_password_email"),
+        JSON.stringify(operations),
+      );
+      await tab.page.screenshot({ path: path.join(plan.artifacts, "docs-desktop.png") });
+      check("docs.no_console_errors", tab.problems.length === 0, tab.problems.join(" | "));
+      await tab.context.close();
+    },
+  ],
   ["cors", cors],
 ];
 

@@ -358,6 +358,8 @@ async fn a_person_resets_a_password_in_the_browser() {
         "language_switch.de",
         "success_en-form.axe",
         "forgot_known-sent.axe",
+        "docs.renders_operations",
+        "docs.no_console_errors",
         "cors.allowed.rest",
         "cors.allowed.grpc_web_status_exposed",
         "cors.refused.connect",
