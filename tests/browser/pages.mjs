@@ -197,8 +197,8 @@ async function success(name, link, { lang = "en", js = true, kind = "reset-form"
 }
 
 /// The form comes back with an error tied to a field; `expect` names the error and the field.
-async function failing(name, link, { lang = "en", code, password, confirm, error, field, status = 200 }) {
-  const tab = await openForm(name, link, { lang });
+async function failing(name, link, { lang = "en", js = true, code, password, confirm, error, field, status = 200 }) {
+  const tab = await openForm(name, link, { lang, js });
   if (code !== undefined) await tab.page.fill("#code", code);
   await fillPassword(tab.page, password, confirm ?? password);
   const [response] = await Promise.all([
@@ -215,18 +215,18 @@ async function failing(name, link, { lang = "en", code, password, confirm, error
     check(`${name}.error_text`, ((await tab.page.textContent(`#${field}-error`)) || "").trim().length > 0);
   }
   check(`${name}.password_not_echoed`, (await tab.page.inputValue("#password")) === "");
-  await record(name, tab);
+  await record(name, tab, { js });
   return tab;
 }
 
-async function forgot(name, email, { lang = "en" } = {}) {
-  const tab = await open({ lang });
+async function forgot(name, email, { lang = "en", js = true } = {}) {
+  const tab = await open({ lang, js });
   const response = await tab.page.goto(`${plan.base}/ui/password/forgot?cname=${plan.cname}`);
   securityHeaders(name, response.headers());
   let s = await state(tab.page);
   check(`${name}.form_state`, s.state === "forgot-form" && s.h1 === TITLES[lang]["forgot-form"], JSON.stringify(s));
   check(`${name}.cname_prefilled`, (await tab.page.inputValue("#cname")) === plan.cname);
-  await record(`${name}-form`, tab);
+  await record(`${name}-form`, tab, { js });
   await tab.page.fill("#email", email);
   const started = Date.now();
   await submit(tab.page);
@@ -234,7 +234,7 @@ async function forgot(name, email, { lang = "en" } = {}) {
   s = await state(tab.page);
   check(`${name}.sent_state`, s.state === "forgot-sent" && s.h1 === TITLES[lang]["forgot-sent"], JSON.stringify(s));
   const main = await tab.page.innerHTML("#main");
-  await record(`${name}-sent`, tab);
+  await record(`${name}-sent`, tab, { js });
   await tab.context.close();
   return main;
 }
@@ -423,6 +423,19 @@ const steps = [
     },
   ],
   [
+    "policy_nojs",
+    async () => {
+      const tab = await failing("policy_nojs", s.policy_nojs.link, {
+        js: false,
+        password: "short",
+        error: "policy",
+        field: "password",
+        status: 400,
+      });
+      await tab.context.close();
+    },
+  ],
+  [
     "mismatch",
     async () => {
       const tab = await failing("mismatch", s.mismatch.link, {
@@ -478,6 +491,7 @@ const steps = [
       const unknown = await forgot("forgot_unknown", s.forgot.unknown);
       check("forgot.identical_pages", known === unknown, `${known}\n----\n${unknown}`);
       await forgot("forgot_de", s.forgot.unknown_de, { lang: "de" });
+      await forgot("forgot_nojs", s.forgot.unknown, { js: false });
     },
   ],
   [

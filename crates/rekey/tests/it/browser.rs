@@ -46,6 +46,7 @@ const MAILED: &[(&str, &str)] = &[
     ("expired", "en"),
     ("policy", "en"),
     ("policy_de", "de"),
+    ("policy_nojs", "en"),
     ("mismatch", "en"),
     ("mismatch_de", "de"),
     ("rate_limited", "en"),
@@ -350,6 +351,8 @@ async fn a_person_resets_a_password_in_the_browser() {
         "expired.error",
         "policy.names_rule",
         "policy_de.names_rules",
+        "policy_nojs.error",
+        "forgot_nojs.sent_state",
         "mismatch.error",
         "mismatch_de.error",
         "rate_limited.status",
@@ -397,6 +400,7 @@ async fn a_person_resets_a_password_in_the_browser() {
         "expired",
         "policy",
         "policy_de",
+        "policy_nojs",
         "mismatch",
         "mismatch_de",
         "rate_limited",
@@ -405,6 +409,21 @@ async fn a_person_resets_a_password_in_the_browser() {
             world.password_is(scenario, OLD_PASSWORD).await,
             "{scenario}: the password changed"
         );
+    }
+
+    // No code or password reached the server's log (it runs at the most verbose level).
+    let log = std::fs::read_to_string(&world.server.log).unwrap();
+    for (scenario, link) in &links {
+        let code = url::Url::parse(link)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        assert!(!log.contains(&code), "{scenario}'s code is in the log");
+    }
+    for secret in [NEW_PASSWORD, OLD_PASSWORD, world.admin.as_str()] {
+        assert!(!log.contains(secret), "a secret is in the log");
     }
 
     // The forgot page mailed the known address, and nobody else.
