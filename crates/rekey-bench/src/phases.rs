@@ -30,6 +30,7 @@ pub const RESET_BODY: &str = r#"{"returnCode":{}}"#;
 /// The body of (c): 12+ characters and not on the common-password list.
 const SET_PASSWORD_BODY: &str = r#"{"newPassword":{"password":"Bench-rekey-quartz-42"}}"#;
 
+/// (a)–(d) on SQLite: a file in the run's scratch directory, shared by Rekey and the ceiling.
 pub async fn bench_sqlite(
     args: &Args,
     server: &Handle,
@@ -43,6 +44,7 @@ pub async fn bench_sqlite(
     bench_database(args, server, &url, &dir, open_ceiling).await
 }
 
+/// (a)–(d) on PostgreSQL: a fresh database, dropped afterwards even when a phase failed.
 pub async fn bench_postgres(
     args: &Args,
     server: &Handle,
