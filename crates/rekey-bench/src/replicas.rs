@@ -15,6 +15,7 @@ use rekey_api::AppState;
 use tokio::runtime::Handle;
 
 use crate::load::{self, Prepared, Tally, Window};
+use crate::phases::RESET_BODY;
 use crate::servers::{self, Running};
 
 pub struct ReplicaReport {
@@ -24,8 +25,6 @@ pub struct ReplicaReport {
     pub first_error: Option<String>,
     pub clients: usize,
 }
-
-const RESET_BODY: &str = r#"{"returnCode":{}}"#;
 
 pub async fn bench_replicas(
     server: &Handle,

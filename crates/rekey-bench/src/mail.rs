@@ -467,14 +467,11 @@ async fn no_auth(
     Ok((existing, unknown, failures))
 }
 
+/// Percentile `p` of unsorted milliseconds; NaN (printed as such) when there are none.
 fn percentile(values: &[f64], p: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    crate::stats::percentile(&sorted, p).unwrap_or(f64::NAN)
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -171,7 +171,7 @@ impl Tally {
 
     /// Nearest-rank percentile of the successful requests' latencies.
     pub fn percentile(&self, p: f64) -> Option<Duration> {
-        percentile(&self.latencies, p)
+        crate::stats::percentile(&self.latencies, p)
     }
 
     pub fn max(&self) -> Option<Duration> {
@@ -189,15 +189,6 @@ fn truncate(s: &str, max: usize) -> &str {
         Some((at, _)) => &s[..at],
         None => s,
     }
-}
-
-/// Nearest-rank percentile of sorted samples.
-pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
 /// Runs `plans.len()` closed-loop workers (worker `i` cycles through `plans[i]`) until the end
@@ -308,22 +299,4 @@ pub async fn open_loop(
         }
     }
     Ok(tally.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&samples, 50.0), Some(Duration::from_millis(50)));
-        assert_eq!(percentile(&samples, 99.0), Some(Duration::from_millis(99)));
-        assert_eq!(
-            percentile(&samples, 100.0),
-            Some(Duration::from_millis(100))
-        );
-        assert_eq!(percentile(&samples, 0.0), Some(Duration::from_millis(1)));
-        assert_eq!(percentile(&[], 50.0), None);
-    }
 }

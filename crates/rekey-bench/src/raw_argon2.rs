@@ -29,7 +29,7 @@ impl RawRate {
 
     /// Median time of one hash on one thread.
     pub fn p50(&self) -> Option<Duration> {
-        crate::load::percentile(&self.took, 50.0)
+        crate::stats::percentile(&self.took, 50.0)
     }
 
     /// Both measurements as one.

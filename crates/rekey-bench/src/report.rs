@@ -306,6 +306,108 @@ fn phases(r: &DbReport) -> [&Phase; 9] {
     ]
 }
 
+/// One column of the phase table: its heading in each format, and its width and alignment in
+/// the plain one.
+struct Column {
+    text: &'static str,
+    markdown: &'static str,
+    width: usize,
+    left: bool,
+    /// Spaces before the column in the plain table.
+    gap: &'static str,
+}
+
+const fn column(text: &'static str, markdown: &'static str, width: usize) -> Column {
+    Column {
+        text,
+        markdown,
+        width,
+        left: false,
+        gap: " ",
+    }
+}
+
+/// The phase table, written once: the plain and the Markdown report both render these.
+const COLUMNS: [Column; 11] = [
+    Column {
+        left: true,
+        gap: "",
+        ..column("phase", "phase", 34)
+    },
+    column("clients", "clients", 7),
+    column("ok/s", "ok/s", 10),
+    column("p50", "p50", 9),
+    column("p99", "p99", 9),
+    column("max", "max", 9),
+    column("429", "429", 6),
+    column("errors", "errors", 6),
+    Column {
+        gap: "  ",
+        ..column(
+            "CPU srv / load / db / bg",
+            "CPU cores: server / load / db / background",
+            30,
+        )
+    },
+    Column {
+        gap: "  ",
+        ..column("srv CPU/ok", "server CPU per ok", 9)
+    },
+    Column {
+        gap: "  ",
+        ..column("db CPU/ok", "db CPU per ok", 9)
+    },
+];
+
+/// One row of the phase table, and the first error to show under it in the plain report.
+struct Row {
+    cells: [String; 11],
+    first_error: Option<String>,
+}
+
+fn rows(r: &DbReport) -> Vec<Row> {
+    phases(r)
+        .into_iter()
+        .map(|p| Row {
+            cells: [
+                p.name.to_owned(),
+                p.clients.to_string(),
+                format!("{:.1}", p.rate()),
+                ms(p.tally.percentile(50.0)),
+                ms(p.tally.percentile(99.0)),
+                ms(p.tally.max()),
+                p.tally.busy.to_string(),
+                p.tally.errors.to_string(),
+                cpu_column(&r.database, &p.cpu),
+                us(p.server_cpu_per_request()),
+                us(p.db_cpu_per_request(&r.database)),
+            ],
+            first_error: p.tally.first_error.clone(),
+        })
+        .collect()
+}
+
+/// A line of the plain table: each cell padded to its column.
+fn text_line<S: AsRef<str>>(cells: &[S]) -> String {
+    let mut line = String::new();
+    for (column, cell) in COLUMNS.iter().zip(cells) {
+        let (cell, width) = (cell.as_ref(), column.width);
+        line.push_str(column.gap);
+        if column.left {
+            let _ = write!(line, "{cell:<width$}");
+        } else {
+            let _ = write!(line, "{cell:>width$}");
+        }
+    }
+    line
+}
+
+/// A line of the Markdown table.
+fn markdown_line<S: AsRef<str>>(cells: &[S]) -> String {
+    let cells: Vec<&str> = cells.iter().map(AsRef::as_ref).collect();
+    format!("| {} |", cells.join(" | "))
+}
+
 pub fn text(machine: &Machine, reports: &[DbReport]) -> String {
     let mut out = String::new();
     for line in machine.lines() {
@@ -317,38 +419,10 @@ pub fn text(machine: &Machine, reports: &[DbReport]) -> String {
             "\n== {} — hash pool {} thread(s) ==",
             r.database, r.hash_threads
         );
-        let _ = writeln!(
-            out,
-            "{:<34} {:>7} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6}  {:>30}  {:>9}  {:>9}",
-            "phase",
-            "clients",
-            "ok/s",
-            "p50",
-            "p99",
-            "max",
-            "429",
-            "errors",
-            "CPU srv / load / db / bg",
-            "srv CPU/ok",
-            "db CPU/ok"
-        );
-        for p in phases(r) {
-            let _ = writeln!(
-                out,
-                "{:<34} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>6} {:>6}  {:>30}  {:>9}  {:>9}",
-                p.name,
-                p.clients,
-                p.rate(),
-                ms(p.tally.percentile(50.0)),
-                ms(p.tally.percentile(99.0)),
-                ms(p.tally.max()),
-                p.tally.busy,
-                p.tally.errors,
-                cpu_column(&r.database, &p.cpu),
-                us(p.server_cpu_per_request()),
-                us(p.db_cpu_per_request(&r.database)),
-            );
-            if let Some(err) = &p.tally.first_error {
+        let _ = writeln!(out, "{}", text_line(&COLUMNS.map(|c| c.text)));
+        for row in rows(r) {
+            let _ = writeln!(out, "{}", text_line(&row.cells));
+            if let Some(err) = &row.first_error {
                 let _ = writeln!(out, "    first error: {err}");
             }
         }
@@ -388,30 +462,11 @@ pub fn markdown(machine: &Machine, reports: &[DbReport]) -> String {
             "\n### {} (hash pool: {} thread(s))\n",
             r.database, r.hash_threads
         );
-        let _ = writeln!(
-            out,
-            "| phase | clients | ok/s | p50 | p99 | max | 429 | errors | CPU cores: server / load / db / background | server CPU per ok | db CPU per ok |"
-        );
-        let _ = writeln!(
-            out,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        );
-        for p in phases(r) {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                p.name,
-                p.clients,
-                p.rate(),
-                ms(p.tally.percentile(50.0)),
-                ms(p.tally.percentile(99.0)),
-                ms(p.tally.max()),
-                p.tally.busy,
-                p.tally.errors,
-                cpu_column(&r.database, &p.cpu),
-                us(p.server_cpu_per_request()),
-                us(p.db_cpu_per_request(&r.database)),
-            );
+        let _ = writeln!(out, "{}", markdown_line(&COLUMNS.map(|c| c.markdown)));
+        let rule = COLUMNS.map(|c| if c.left { "---" } else { "---:" });
+        let _ = writeln!(out, "{}", markdown_line(&rule));
+        for row in rows(r) {
+            let _ = writeln!(out, "{}", markdown_line(&row.cells));
         }
         let _ = writeln!(
             out,
@@ -436,4 +491,39 @@ pub fn markdown(machine: &Machine, reports: &[DbReport]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The headings as the reports printed them before the table was shared.
+    #[test]
+    fn headings_keep_their_layout() {
+        assert_eq!(
+            text_line(&COLUMNS.map(|c| c.text)),
+            format!(
+                "{:<34} {:>7} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6}  {:>30}  {:>9}  {:>9}",
+                "phase",
+                "clients",
+                "ok/s",
+                "p50",
+                "p99",
+                "max",
+                "429",
+                "errors",
+                "CPU srv / load / db / bg",
+                "srv CPU/ok",
+                "db CPU/ok"
+            )
+        );
+        assert_eq!(
+            markdown_line(&COLUMNS.map(|c| c.markdown)),
+            "| phase | clients | ok/s | p50 | p99 | max | 429 | errors | CPU cores: server / load / db / background | server CPU per ok | db CPU per ok |"
+        );
+        assert_eq!(
+            markdown_line(&COLUMNS.map(|c| if c.left { "---" } else { "---:" })),
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+    }
 }

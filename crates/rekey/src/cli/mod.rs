@@ -1,0 +1,253 @@
+//! The command line (SPEC §11). Every command applies pending migrations first; logs go to
+//! stderr, results to stdout (the id alone, or one JSON object with `--json`).
+//!
+//! This module holds the clap types and the dispatch; each noun's commands are functions in its
+//! own file.
+
+mod events;
+mod outbox;
+mod tenant;
+mod token;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::app;
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rekey",
+    version,
+    about = "Self-hosted password reset and account recovery"
+)]
+struct Cli {
+    /// TOML configuration file (environment `REKEY_…` overrides it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print results as one JSON object.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect the outbox.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Show the audit trail.
+    Events {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// RFC 3339 time, e.g. 2026-01-01T00:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints its id.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        cname: String,
+    },
+    /// Change settings: KEY=VALUE… (an empty value resets a key to the instance default).
+    Set {
+        tenant: String,
+        #[arg(required = true)]
+        assignments: Vec<String>,
+    },
+    /// Show a tenant and its settings.
+    Show { tenant: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; prints its id. Without a password the user is `initial`.
+    Add(AddUser),
+    /// Change a user's state.
+    SetState { user: String, state: StateArg },
+}
+
+#[derive(Debug, Args)]
+struct AddUser {
+    #[arg(long)]
+    tenant: String,
+    #[arg(long)]
+    email: String,
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long)]
+    phone: Option<String>,
+    #[arg(long)]
+    first_name: Option<String>,
+    #[arg(long)]
+    last_name: Option<String>,
+    #[arg(long)]
+    language: Option<String>,
+    #[arg(long)]
+    password: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StateArg {
+    Active,
+    Inactive,
+    Locked,
+    Deleted,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once.
+    Create {
+        #[arg(long)]
+        role: RoleArg,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    System,
+    TenantAdmin,
+    User,
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// List messages (newest state first), optionally only failed ones.
+    List {
+        #[arg(long)]
+        failed: bool,
+    },
+    /// Put a failed message back in the queue (attempts start again).
+    Retry { id: String },
+}
+
+const CLI_ACTOR: &str = "cli";
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("rekey: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("rekey: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli, settings));
+    // A handler whose connection was cut at the shutdown timeout may still be running (an
+    // HTTP/2 stream's own task, a blocking hash): it must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rekey: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,h2=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn core_err(err: rekey_core::Error) -> anyhow::Error {
+    anyhow!("{}", err.message())
+}
+
+async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    if let Command::Serve = cli.command {
+        return app::serve(settings).await;
+    }
+    let rekey = app::build(&settings).await?;
+    let rekey = &rekey;
+    let out = &Output { json: cli.json };
+    match cli.command {
+        Command::Serve => Ok(()),
+        Command::Tenant(TenantCommand::Add { name, cname }) => {
+            tenant::add(rekey, out, &name, &cname).await
+        }
+        Command::Tenant(TenantCommand::Set {
+            tenant,
+            assignments,
+        }) => tenant::set(rekey, out, &tenant, &assignments).await,
+        Command::Tenant(TenantCommand::Show { tenant }) => tenant::show(rekey, &tenant).await,
+        Command::User(UserCommand::Add(args)) => user::add(rekey, out, args).await,
+        Command::User(UserCommand::SetState { user, state }) => {
+            user::set_state(rekey, out, user, state).await
+        }
+        Command::Token(TokenCommand::Create { role, tenant, user }) => {
+            token::create(rekey, out, role, tenant, user).await
+        }
+        Command::Outbox(OutboxCommand::List { failed }) => outbox::list(rekey, out, failed).await,
+        Command::Outbox(OutboxCommand::Retry { id }) => outbox::retry(rekey, out, &id).await,
+        Command::Events {
+            tenant,
+            user,
+            since,
+        } => events::show(rekey, out, tenant, user, since).await,
+    }
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print(&self, plain: &str, value: Value) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{plain}");
+        }
+    }
+}
