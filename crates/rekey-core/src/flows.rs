@@ -305,10 +305,6 @@ fn decoy_user() -> UserId {
     UserId::from_trusted("0".repeat(crate::ids::MAX_ID_LEN + 1))
 }
 
-pub(crate) fn store_err(err: StoreError) -> Error {
-    Error::from(err)
-}
-
 fn state_error(state: UserState) -> Option<Error> {
     match state {
         UserState::Inactive => Some(Error::user_inactive()),
@@ -379,8 +375,7 @@ impl Rekey {
         let token = self
             .store
             .token_by_hash(&hash)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(Error::unauthenticated)?;
         Ok(Principal {
             token_id: token.id,
@@ -391,19 +386,15 @@ impl Rekey {
     // ------------------------------------------------------------------ lookups
 
     async fn tenant_of(&self, user: &User) -> Result<Tenant, Error> {
-        self.store
-            .tenant(&user.tenant_id)
-            .await
-            .map_err(store_err)?
-            .ok_or_else(|| {
-                tracing::error!(tenant = %user.tenant_id, "user without tenant");
-                Error::internal()
-            })
+        self.store.tenant(&user.tenant_id).await?.ok_or_else(|| {
+            tracing::error!(tenant = %user.tenant_id, "user without tenant");
+            Error::internal()
+        })
     }
 
     /// Any live user by id, whatever the tenant.
     async fn find_user(&self, user_id: &UserId) -> Result<Option<User>, Error> {
-        let Some(tenant) = self.store.user_tenant(user_id).await.map_err(store_err)? else {
+        let Some(tenant) = self.store.user_tenant(user_id).await? else {
             return Ok(None);
         };
         self.find_user_in(&tenant, user_id).await
@@ -417,8 +408,7 @@ impl Rekey {
         Ok(self
             .store
             .user(tenant, user_id)
-            .await
-            .map_err(store_err)?
+            .await?
             .filter(|u| u.state != UserState::Deleted))
     }
 
@@ -609,7 +599,7 @@ impl Rekey {
         }
 
         let message_id = change.outbox.first().map(|m| m.id.clone());
-        let details = self.store.change_user(&change).await.map_err(store_err)?;
+        let details = self.store.change_user(&change).await?;
         Ok(ResetIssued {
             details,
             code: matches!(delivery, Delivery::ReturnCode).then_some(code),
@@ -636,8 +626,7 @@ impl Rekey {
         let mut users: Vec<User> = self
             .store
             .users_by_email(scope, email.as_str())
-            .await
-            .map_err(store_err)?
+            .await?
             .into_iter()
             .filter(|u| u.state != UserState::Deleted)
             .collect();
@@ -692,8 +681,7 @@ impl Rekey {
                     window_secs: 60,
                     at: now,
                 })
-                .await
-                .map_err(store_err)?;
+                .await?;
         }
         self.store
             .hit_rate_limit(&RateLimitHit {
@@ -706,20 +694,18 @@ impl Rekey {
                 window_secs: 3600,
                 at: now,
             })
-            .await
-            .map_err(store_err)?;
+            .await?;
 
         // From here on nothing may show in the answer: the work is the same reads for every
         // input (an unknown cname is looked up in a tenant that cannot exist, never across
         // tenants), and whatever happens to an existing account's reset — its own message
         // limit, its state, even a failing write — is answered as a sent message.
-        let tenant = self.store.tenant_by_cname(cname).await.map_err(store_err)?;
+        let tenant = self.store.tenant_by_cname(cname).await?;
         let tenant_id = tenant.as_ref().map_or_else(decoy_tenant, |t| t.id.clone());
         let users = self
             .store
             .users_by_email(Some(&tenant_id), email.as_str())
-            .await
-            .map_err(store_err)?;
+            .await?;
         let user = users.into_iter().find(|u| {
             tenant.is_some() && matches!(u.state, UserState::Initial | UserState::Active)
         });
@@ -950,20 +936,15 @@ impl Rekey {
                     window_secs: 60,
                     at: now,
                 })
-                .await
-                .map_err(store_err)?;
+                .await?;
         }
         // The same reads whether or not the id names a user (index, user, pending code), so
         // an unknown id cannot be told apart by the time its answer takes.
-        let tenant = self.store.user_tenant(user_id).await.map_err(store_err)?;
+        let tenant = self.store.user_tenant(user_id).await?;
         let known = tenant.is_some();
         let tenant = tenant.unwrap_or_else(decoy_tenant);
         let user = self.find_user_in(&tenant, user_id).await?;
-        let pending = self
-            .store
-            .pending_code(&tenant, user_id)
-            .await
-            .map_err(store_err)?;
+        let pending = self.store.pending_code(&tenant, user_id).await?;
         let (Some(user), Some(pending), true) = (user, pending, known) else {
             return Err(Error::code_not_found());
         };
@@ -981,8 +962,7 @@ impl Rekey {
                 &pending.id,
                 self.config.max_code_attempts,
             )
-            .await
-            .map_err(store_err)?
+            .await?
         {
             AttemptReservation::Reserved { .. } => {}
             // The API says "Code is invalid" either way; the hint lets the hosted page say
@@ -1086,7 +1066,7 @@ impl Rekey {
                 now,
             )?);
         }
-        self.store.change_user(&change).await.map_err(store_err)
+        Ok(self.store.change_user(&change).await?)
     }
 
     // ------------------------------------------------------------------ setup
@@ -1125,31 +1105,27 @@ impl Rekey {
             ip: None,
             payload: json!({ "name": tenant.name, "cname": tenant.cname }),
         };
-        self.store
-            .insert_tenant(&tenant, &event)
-            .await
-            .map_err(store_err)?;
+        self.store.insert_tenant(&tenant, &event).await?;
         Ok(tenant)
     }
 
     /// A tenant by id, or `None` (hosted pages show a tenant's name and rules: tenant ids are
     /// not secret, SPEC §9).
     pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Error> {
-        self.store.tenant(id).await.map_err(store_err)
+        Ok(self.store.tenant(id).await?)
     }
 
     /// A tenant by id or, failing that, by cname.
     pub async fn tenant_by_ref(&self, reference: &str) -> Result<Tenant, Error> {
         let not_found = || Error::new(ErrorKind::NotFound, "REKEY-TnNF", "Tenant not found");
         if let Ok(id) = TenantId::parse(reference) {
-            if let Some(t) = self.store.tenant(&id).await.map_err(store_err)? {
+            if let Some(t) = self.store.tenant(&id).await? {
                 return Ok(t);
             }
         }
         self.store
             .tenant_by_cname(reference)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(not_found)
     }
 
@@ -1167,10 +1143,10 @@ impl Rekey {
             ip: None,
             payload: serde_json::to_value(&settings).map_err(|_| Error::internal())?,
         };
-        self.store
+        Ok(self
+            .store
             .update_tenant_settings(tenant, &settings, self.now(), &event)
-            .await
-            .map_err(store_err)
+            .await?)
     }
 
     pub async fn add_user(
@@ -1198,8 +1174,7 @@ impl Rekey {
         let tenant = self
             .store
             .tenant(tenant)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Error::new(ErrorKind::NotFound, "REKEY-TnNF", "Tenant not found"))?;
         let settings = self.config.effective(&tenant.settings)?;
         let hash = match new.password {
@@ -1252,10 +1227,7 @@ impl Rekey {
             ip: None,
             payload: json!({ "state": user.state.as_str() }),
         };
-        self.store
-            .insert_user(&user, &event)
-            .await
-            .map_err(store_err)?;
+        self.store.insert_user(&user, &event).await?;
         Ok(user)
     }
 
@@ -1263,13 +1235,11 @@ impl Rekey {
         let tenant = self
             .store
             .user_tenant(user_id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(Error::user_not_found_v2)?;
         self.store
             .user(&tenant, user_id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(Error::user_not_found_v2)
     }
 
@@ -1302,7 +1272,7 @@ impl Rekey {
             change.void_pending_codes = true;
             change.revoke_user_tokens = true;
         }
-        self.store.change_user(&change).await.map_err(store_err)
+        Ok(self.store.change_user(&change).await?)
     }
 
     /// Creates an API token (≥ 256 bits of randomness); only its SHA-256 is stored.
@@ -1321,7 +1291,7 @@ impl Rekey {
             created_at: self.now(),
             revoked_at: None,
         };
-        self.store.insert_token(&token).await.map_err(store_err)?;
+        self.store.insert_token(&token).await?;
         Ok(IssuedToken {
             secret: SecretString::from(secret),
             token,

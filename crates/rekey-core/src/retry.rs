@@ -4,7 +4,7 @@
 //! resent dead: the user gets a fresh code in a new message, as if reset again.
 
 use crate::error::{Error, ErrorKind};
-use crate::flows::{store_err, Delivery, Rekey};
+use crate::flows::{Delivery, Rekey};
 use crate::model::{Channel, MessageKind, OutboxState};
 
 /// What a retry did.
@@ -31,8 +31,7 @@ impl Rekey {
         let message = self
             .store
             .outbox_message(id)
-            .await
-            .map_err(store_err)?
+            .await?
             .filter(|m| m.state == OutboxState::Failed)
             .ok_or_else(not_found)?;
         let now = self.now();
@@ -40,7 +39,7 @@ impl Rekey {
             && message.recipient.is_some()
             && message.body_expires_at.is_none_or(|at| at > now);
         if usable {
-            return if self.store.retry_outbox(id, now).await.map_err(store_err)? {
+            return if self.store.retry_outbox(id, now).await? {
                 Ok(Retried::Requeued { id: id.to_owned() })
             } else {
                 Err(not_found())

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::error::{Error, ErrorKind};
-use crate::flows::{store_err, Caller, NewUser, NewUserOptions, Rekey};
+use crate::flows::{Caller, NewUser, NewUserOptions, Rekey};
 use crate::ids::{TenantId, UserId};
 use crate::model::{Details, NewEvent, Principal, Role, Tenant, User, UserState};
 use crate::store::{UserChange, UserSearch};
@@ -89,19 +89,14 @@ impl Rekey {
             Some(OrgRef::Domain(domain)) => Some(
                 self.store
                     .tenant_by_cname(&domain)
-                    .await
-                    .map_err(store_err)?
+                    .await?
                     .ok_or_else(tenant_not_found)?
                     .id,
             ),
         };
         match (&principal.role, named) {
             (Role::System, Some(id)) => {
-                self.store
-                    .tenant(&id)
-                    .await
-                    .map_err(store_err)?
-                    .ok_or_else(tenant_not_found)?;
+                self.store.tenant(&id).await?.ok_or_else(tenant_not_found)?;
                 Ok(id)
             }
             (Role::System, None) => Err(Error::invalid(
@@ -187,7 +182,7 @@ impl Rekey {
                 search.include_deleted = false;
             }
         }
-        self.store.search_users(&search).await.map_err(store_err)
+        Ok(self.store.search_users(&search).await?)
     }
 
     /// ZITADEL v2 `DeactivateUser`, `ReactivateUser`, `LockUser`, `UnlockUser`, `DeleteUser`:
@@ -267,7 +262,7 @@ impl Rekey {
             change.void_pending_codes = true;
             change.revoke_user_tokens = to == UserState::Deleted;
         }
-        self.store.change_user(&change).await.map_err(store_err)
+        Ok(self.store.change_user(&change).await?)
     }
 
     /// ZITADEL v2 `AddOrganization`: a new tenant (cname derived from the name) with its
