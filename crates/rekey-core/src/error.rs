@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::password::{PasswordPolicy, PasswordRule};
+use crate::policy::password::{PasswordPolicy, PasswordRule};
 
 /// What went wrong, in terms every wire form can express.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

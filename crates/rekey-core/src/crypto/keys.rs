@@ -6,7 +6,7 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::clock::Random;
+use crate::ports::random::Random;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyRingError {
@@ -102,7 +102,7 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SeededRandom;
+    use crate::ports::random::SeededRandom;
 
     #[test]
     fn parses_rotation_list_first_key_signs() {

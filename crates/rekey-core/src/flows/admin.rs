@@ -1,11 +1,16 @@
-//! An admin's retry of a parked (failed) outbox message (SPEC §11) — one flow for the CLI and
-//! the operations route. A message whose sealed body is still usable goes back to the queue
-//! as it is (same Message-ID); one whose body was erased or whose code has expired is never
-//! resent dead: the user gets a fresh code in a new message, as if reset again.
+//! The operator's flows (CLI and operations routes): readiness, the outbox and the audit
+//! trail. They take no [`crate::Caller`]: whoever reaches them is already trusted, and the
+//! actor named in the audit trail is passed in.
+//!
+//! An admin's retry of a parked (failed) outbox message (SPEC §11): a message whose sealed
+//! body is still usable goes back to the queue as it is (same Message-ID); one whose body was
+//! erased or whose code has expired is never resent dead: the user gets a fresh code in a new
+//! message, as if reset again.
 
+use crate::domain::{Channel, Event, MessageKind, OutboxMessage, OutboxState};
 use crate::error::{Error, ErrorKind};
-use crate::flows::{store_err, Delivery, Rekey};
-use crate::model::{Channel, MessageKind, OutboxState};
+use crate::flows::{Delivery, Rekey};
+use crate::ports::store::EventFilter;
 
 /// What a retry did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +31,36 @@ fn not_found() -> Error {
 }
 
 impl Rekey {
+    /// Whether the store is reachable and migrated (`/readyz`).
+    pub async fn ready(&self) -> Result<(), Error> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Outbox messages, oldest first, at most `limit`, optionally only those in `state`.
+    pub async fn list_outbox(
+        &self,
+        state: Option<OutboxState>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, Error> {
+        Ok(self.store.outbox_messages(state, limit).await?)
+    }
+
+    /// The outbox message with this id, in any tenant and any state.
+    pub async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, Error> {
+        Ok(self.store.outbox_message(id).await?)
+    }
+
+    /// The audit trail: events in order of time (then sequence), oldest first.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, Error> {
+        Ok(self.store.events(filter).await?)
+    }
+
     /// Retries the failed message `id` on behalf of `actor` (who appears in the audit trail).
     pub async fn retry_outbox_message(&self, actor: &str, id: &str) -> Result<Retried, Error> {
         let message = self
             .store
             .outbox_message(id)
-            .await
-            .map_err(store_err)?
+            .await?
             .filter(|m| m.state == OutboxState::Failed)
             .ok_or_else(not_found)?;
         let now = self.now();
@@ -40,7 +68,7 @@ impl Rekey {
             && message.recipient.is_some()
             && message.body_expires_at.is_none_or(|at| at > now);
         if usable {
-            return if self.store.retry_outbox(id, now).await.map_err(store_err)? {
+            return if self.store.retry_outbox(id, now).await? {
                 Ok(Retried::Requeued { id: id.to_owned() })
             } else {
                 Err(not_found())

@@ -1,46 +1,52 @@
-//! The setup flows (SPEC §11) behind ZITADEL's user and organization RPCs, so the same
-//! published clients that request resets can also create the tenants and users they reset.
+//! Creating, reading, listing and changing the state of users (setup API, SPEC §11, and CLI).
 
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde_json::json;
 
+use crate::crypto::BoundedHash;
+use crate::domain::{
+    Details, EmailAddress, NewEvent, OrgRef, PhoneNumber, Role, TenantId, Transition, User, UserId,
+    UserQuery, UserState, MAX_LIST_LIMIT,
+};
 use crate::error::{Error, ErrorKind};
-use crate::flows::{store_err, Caller, NewUser, NewUserOptions, Rekey};
-use crate::ids::{TenantId, UserId};
-use crate::model::{Details, NewEvent, Principal, Role, Tenant, User, UserState};
-use crate::store::{UserChange, UserSearch};
-// The search's vocabulary is the store's (it evaluates searches); re-exported where the setup
-// API has always offered it.
-pub use crate::store::{TextMatch, UserFilter, UserPage};
-use crate::validate::Cname;
+use crate::flows::access::{not_admin, tenant_not_found};
+use crate::flows::{Caller, Rekey};
+use crate::ports::store::{UserChange, UserFilter, UserPage, UserSearch};
 
-/// Most users one list call returns.
-pub const MAX_LIST_LIMIT: u32 = 1000;
+/// A new user (setup API and CLI).
+#[derive(Debug)]
+pub struct NewUser {
+    pub email: EmailAddress,
+    pub username: Option<String>,
+    pub phone: Option<PhoneNumber>,
+    pub first_name: String,
+    pub last_name: String,
+    pub display_name: Option<String>,
+    pub preferred_language: Option<String>,
+    pub password: Option<SecretString>,
+}
 
-/// A v2 organization reference: by id, or by domain (Rekey: the tenant's cname).
+/// What the setup API can say about a new user beyond [`NewUser`].
+#[derive(Debug, Default)]
+pub struct NewUserOptions {
+    /// A caller-chosen id (ZITADEL lets importers keep theirs); generated when absent. Only a
+    /// `system` principal may set it: ids are global, so a tenant admin's choice would probe
+    /// other tenants ([`Rekey::add_human_user`] enforces this).
+    pub id: Option<UserId>,
+    pub email_verified: bool,
+    pub phone_verified: bool,
+    /// An argon2id PHC hash to import instead of a password, within
+    /// [`crate::crypto::HashBounds::ACCEPTED`].
+    pub password_hash: Option<String>,
+    pub change_required: bool,
+}
+
+/// A page of users and when it was read.
 #[derive(Debug, Clone)]
-pub enum OrgRef {
-    Id(TenantId),
-    Domain(String),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct UserQuery {
-    pub offset: u64,
-    /// 0 means the maximum ([`MAX_LIST_LIMIT`]).
-    pub limit: u32,
-    /// Oldest first when true; newest first by default (as ZITADEL).
-    pub asc: bool,
-    pub filters: Vec<UserFilter>,
-}
-
-/// A state change of the setup API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    Deactivate,
-    Reactivate,
-    Lock,
-    Unlock,
-    Delete,
+pub struct ListedUsers {
+    pub page: UserPage,
+    pub at: DateTime<Utc>,
 }
 
 /// An admin to create with a new organization.
@@ -50,70 +56,132 @@ pub struct NewAdmin {
     pub options: NewUserOptions,
 }
 
-fn tenant_not_found() -> Error {
-    Error::new(ErrorKind::NotFound, "REKEY-TnNF", "Tenant not found")
-}
-
-fn not_admin(principal: &Principal) -> bool {
-    matches!(principal.role, Role::User { .. })
-}
-
-/// A cname from an organization name: lower case, runs of other characters become `-`.
-pub fn cname_from_name(name: &str) -> String {
-    let mut slug = String::new();
-    for c in name.trim().chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() || c == '.' {
-            slug.push(c);
-        } else if !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    let slug = slug.trim_matches('-').to_owned();
-    if slug.is_empty() || slug.chars().all(|c| c.is_ascii_digit()) {
-        format!("org-{slug}").trim_end_matches('-').to_owned()
-    } else {
-        slug
-    }
-}
-
 impl Rekey {
-    /// The tenant an admin's setup call acts in. A tenant admin may only name its own.
-    pub async fn resolve_org(
+    pub async fn add_user(
         &self,
-        principal: &Principal,
-        org: Option<OrgRef>,
-    ) -> Result<TenantId, Error> {
-        let named = match org {
-            None => None,
-            Some(OrgRef::Id(id)) => Some(id),
-            Some(OrgRef::Domain(domain)) => Some(
-                self.store
-                    .tenant_by_cname(&domain)
-                    .await
-                    .map_err(store_err)?
-                    .ok_or_else(tenant_not_found)?
-                    .id,
-            ),
-        };
-        match (&principal.role, named) {
-            (Role::System, Some(id)) => {
-                self.store
-                    .tenant(&id)
-                    .await
-                    .map_err(store_err)?
-                    .ok_or_else(tenant_not_found)?;
-                Ok(id)
-            }
-            (Role::System, None) => Err(Error::invalid(
-                "REKEY-OrgRq",
-                "Organization required: set organization.orgId",
-            )),
-            (Role::TenantAdmin(own), None) => Ok(own.clone()),
-            (Role::TenantAdmin(own), Some(id)) if *own == id => Ok(id),
-            _ => Err(Error::permission_denied()),
-        }
+        actor: &str,
+        tenant: &TenantId,
+        new: NewUser,
+    ) -> Result<User, Error> {
+        self.add_user_with(actor, tenant, new, NewUserOptions::default())
+            .await
     }
 
+    pub async fn add_user_with(
+        &self,
+        actor: &str,
+        tenant: &TenantId,
+        new: NewUser,
+        options: NewUserOptions,
+    ) -> Result<User, Error> {
+        if new.password.is_none() {
+            if let Some(phc) = &options.password_hash {
+                BoundedHash::check_import(phc)?;
+            }
+        }
+        let tenant = self
+            .store
+            .tenant(tenant)
+            .await?
+            .ok_or_else(tenant_not_found)?;
+        let settings = self.config.effective(&tenant.settings)?;
+        let hash = match new.password {
+            Some(password) => {
+                settings.password.check(&password)?;
+                Some(self.hasher.hash(password).await?)
+            }
+            None => options.password_hash,
+        };
+        let now = self.now();
+        let display_name = new.display_name.unwrap_or_else(|| {
+            let full = format!("{} {}", new.first_name, new.last_name);
+            let full = full.trim();
+            if full.is_empty() {
+                new.email.as_str().to_owned()
+            } else {
+                full.to_owned()
+            }
+        });
+        let user = User {
+            id: options
+                .id
+                .unwrap_or_else(|| UserId::from_trusted(self.new_id())),
+            tenant_id: tenant.id.clone(),
+            username: new
+                .username
+                .unwrap_or_else(|| new.email.as_str().to_owned()),
+            email: new.email.as_str().to_owned(),
+            email_verified: options.email_verified,
+            phone: new.phone.map(|p| p.as_str().to_owned()),
+            phone_verified: options.phone_verified,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            display_name,
+            preferred_language: new.preferred_language.unwrap_or_default(),
+            state: if hash.is_some() {
+                UserState::Active
+            } else {
+                UserState::Initial
+            },
+            password_hash: hash,
+            password_change_required: options.change_required,
+            sequence: 1,
+            creation_date: now,
+            change_date: now,
+        };
+        let event = NewEvent {
+            kind: "user.added",
+            actor: actor.to_owned(),
+            ip: None,
+            payload: json!({ "state": user.state.as_str() }),
+        };
+        self.store.insert_user(&user, &event).await?;
+        Ok(user)
+    }
+
+    pub async fn user_by_id(&self, user_id: &UserId) -> Result<User, Error> {
+        let tenant = self
+            .store
+            .user_tenant(user_id)
+            .await?
+            .ok_or_else(Error::user_not_found_v2)?;
+        self.store
+            .user(&tenant, user_id)
+            .await?
+            .ok_or_else(Error::user_not_found_v2)
+    }
+
+    /// Moves a user to another state; a deleted user stays deleted.
+    pub async fn set_user_state(
+        &self,
+        actor: &str,
+        user: &User,
+        state: UserState,
+    ) -> Result<Details, Error> {
+        if state == UserState::Initial {
+            return Err(Error::invalid(
+                "REKEY-StIni",
+                "A user cannot be moved back to the initial state",
+            ));
+        }
+        let mut change = UserChange::new(
+            user.tenant_id.clone(),
+            user.id.clone(),
+            self.now(),
+            NewEvent {
+                kind: "user.state.changed",
+                actor: actor.to_owned(),
+                ip: None,
+                payload: json!({ "from": user.state.as_str(), "to": state.as_str() }),
+            },
+        );
+        change.set_state = Some(state);
+        if state == UserState::Deleted {
+            change.void_pending_codes = true;
+            change.revoke_user_tokens = true;
+        }
+        Ok(self.store.change_user(&change).await?)
+    }
     /// ZITADEL v2 `AddHumanUser`: admins only; a chosen `userId` from `system` only.
     pub async fn add_human_user(
         &self,
@@ -153,6 +221,20 @@ impl Rekey {
         self.v2_target(principal, user_id).await
     }
 
+    /// [`Rekey::list_users`] with the time the list was read, for faces that report it
+    /// (ZITADEL's `details.timestamp`).
+    pub async fn list_users_at(
+        &self,
+        caller: &Caller,
+        query: UserQuery,
+    ) -> Result<ListedUsers, Error> {
+        let page = self.list_users(caller, query).await?;
+        Ok(ListedUsers {
+            page,
+            at: self.now(),
+        })
+    }
+
     /// ZITADEL v2 `ListUsers`: what the caller may see, filtered, newest first by default.
     pub async fn list_users(&self, caller: &Caller, query: UserQuery) -> Result<UserPage, Error> {
         let principal = caller.principal()?;
@@ -187,7 +269,7 @@ impl Rekey {
                 search.include_deleted = false;
             }
         }
-        self.store.search_users(&search).await.map_err(store_err)
+        Ok(self.store.search_users(&search).await?)
     }
 
     /// ZITADEL v2 `DeactivateUser`, `ReactivateUser`, `LockUser`, `UnlockUser`, `DeleteUser`:
@@ -267,55 +349,6 @@ impl Rekey {
             change.void_pending_codes = true;
             change.revoke_user_tokens = to == UserState::Deleted;
         }
-        self.store.change_user(&change).await.map_err(store_err)
-    }
-
-    /// ZITADEL v2 `AddOrganization`: a new tenant (cname derived from the name) with its
-    /// human admins created as users of it. System principals only.
-    pub async fn add_organization(
-        &self,
-        caller: &Caller,
-        name: &str,
-        id: Option<TenantId>,
-        admins: Vec<NewAdmin>,
-    ) -> Result<(Tenant, Vec<User>), Error> {
-        let principal = caller.principal()?;
-        if principal.role != Role::System {
-            return Err(Error::permission_denied());
-        }
-        let cname = Cname::parse(&cname_from_name(name))?;
-        let tenant = self
-            .add_tenant_with_id(&caller.actor(), id, name, cname)
-            .await?;
-        let mut created = Vec::new();
-        for admin in admins {
-            created.push(
-                self.add_user_with(&caller.actor(), &tenant.id, admin.user, admin.options)
-                    .await?,
-            );
-        }
-        Ok((tenant, created))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cnames_from_names() {
-        assert_eq!(cname_from_name("Example Corp"), "example-corp");
-        assert_eq!(cname_from_name("  ACME, Inc.  "), "acme-inc.");
-        assert_eq!(cname_from_name("2024"), "org-2024");
-        assert_eq!(cname_from_name("!!!"), "org");
-    }
-
-    #[test]
-    fn text_matching() {
-        assert!(TextMatch::EqualsIgnoreCase.matches("Ada@Example.com", "ada@example.COM"));
-        assert!(!TextMatch::Equals.matches("Ada", "ada"));
-        assert!(TextMatch::StartsWith.matches("minnie-mouse", "minnie"));
-        assert!(TextMatch::ContainsIgnoreCase.matches("Minnie-Mouse", "MOUSE"));
-        assert!(TextMatch::EndsWith.matches("a@b.com", ".com"));
+        Ok(self.store.change_user(&change).await?)
     }
 }

@@ -5,12 +5,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::error::Error;
-use crate::ids::{TenantId, UserId};
-use crate::model::{
+use crate::domain::ids::{TenantId, UserId};
+use crate::domain::{
     ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord,
     Tenant, TenantSettings, User, UserState,
 };
+use crate::error::Error;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

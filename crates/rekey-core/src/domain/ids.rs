@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{Clock, Random};
 use crate::error::Error;
+use crate::ports::{clock::Clock, random::Random};
 
 pub const MAX_ID_LEN: usize = 200;
 
@@ -65,7 +65,7 @@ pub fn new_id(clock: &dyn Clock, rng: &dyn Random) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{ManualClock, SeededRandom};
+    use crate::ports::{clock::ManualClock, random::SeededRandom};
     use chrono::{Duration, TimeZone, Utc};
 
     #[test]

@@ -5,9 +5,9 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::clock::Random;
+use crate::crypto::keys::KeyRing;
 use crate::error::Error;
-use crate::keys::KeyRing;
+use crate::ports::random::Random;
 
 const NONCE_LEN: usize = 24;
 
@@ -68,7 +68,7 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SeededRandom;
+    use crate::ports::random::SeededRandom;
 
     fn sealer(spec: &str) -> Sealer {
         Sealer::new(KeyRing::parse(spec).unwrap())

@@ -1,0 +1,13 @@
+//! Key rings, the code MAC, outbox sealing and password hashing.
+
+pub mod code_mac;
+pub mod hash_bounds;
+pub mod keys;
+pub mod password_hasher;
+pub mod sealer;
+
+pub use code_mac::CodeMac;
+pub use hash_bounds::{BoundedHash, HashBounds, HashRefusal};
+pub use keys::{KeyRing, KeyRingError};
+pub use password_hasher::{default_threads, HashParams, PasswordHasher};
+pub use sealer::Sealer;

@@ -1,0 +1,230 @@
+//! Outbox messages: what a flow queues in its transaction and the delivery worker sends. The
+//! payload is sealed before it is stored because it may hold a code; the worker opens it,
+//! renders and sends, then erases it.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::sealer::Sealer;
+use crate::domain::ids::{TenantId, UserId};
+use crate::domain::user::User;
+use crate::error::Error;
+use crate::ports::random::Random;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Sms,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+impl FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "email" => Ok(Channel::Email),
+            "sms" => Ok(Channel::Sms),
+            other => Err(format!("unknown channel {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    PasswordReset,
+    PasswordInit,
+    PasswordChanged,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::PasswordReset => "password_reset",
+            MessageKind::PasswordInit => "password_init",
+            MessageKind::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+impl FromStr for MessageKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "password_reset" => Ok(MessageKind::PasswordReset),
+            "password_init" => Ok(MessageKind::PasswordInit),
+            "password_changed" => Ok(MessageKind::PasswordChanged),
+            other => Err(format!("unknown message kind {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for OutboxState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(OutboxState::Pending),
+            "sent" => Ok(OutboxState::Sent),
+            "failed" => Ok(OutboxState::Failed),
+            other => Err(format!("unknown outbox state {other:?}")),
+        }
+    }
+}
+
+/// A message waiting for (or done with) delivery. The body is sealed (AEAD) because it may
+/// hold a code; it is erased after delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub channel: Channel,
+    /// Email address or phone number; `None` when the user has none (parked as failed).
+    pub recipient: Option<String>,
+    pub kind: MessageKind,
+    /// Stable across retries; becomes the email `Message-ID`.
+    pub idempotency_key: String,
+    /// Key id of the AEAD key that sealed `body`.
+    pub key_id: String,
+    /// nonce ‖ ciphertext; empty once delivered.
+    pub body: Vec<u8>,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When the code sealed in `body` expires (`None`: the body holds no code, or is erased).
+    /// A message parked as failed loses its body then: nothing in it could still be used.
+    pub body_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why a message was parked at once: the user has no address on its channel.
+const NO_EMAIL: &str = "no email";
+const NO_PHONE: &str = "no phone";
+
+impl OutboxMessage {
+    /// The message of `kind` to `user` on `channel`, with `sealed` = `payload` sealed for `id`
+    /// ([`MessagePayload::seal`]): pending when the user has an address on the channel,
+    /// otherwise parked as failed at once.
+    pub fn for_user(
+        id: String,
+        user: &User,
+        channel: Channel,
+        kind: MessageKind,
+        payload: &MessagePayload,
+        sealed: (String, Vec<u8>),
+        now: DateTime<Utc>,
+    ) -> Self {
+        let (key_id, body) = sealed;
+        let recipient = match channel {
+            Channel::Email => Some(user.email.clone()).filter(|e| !e.is_empty()),
+            Channel::Sms => user.phone.clone(),
+        };
+        // A user without the address is not an error for the caller (as in ZITADEL); the
+        // message is parked as failed so admins can see it.
+        let (state, last_error) = match (&recipient, channel) {
+            (Some(_), _) => (OutboxState::Pending, None),
+            (None, Channel::Email) => (OutboxState::Failed, Some(NO_EMAIL.to_owned())),
+            (None, Channel::Sms) => (OutboxState::Failed, Some(NO_PHONE.to_owned())),
+        };
+        // A message that can never be sent keeps no secret: parked without its body, it is
+        // re-issued with a fresh code once the user has the address (retry).
+        let (body, body_expires_at) = if recipient.is_some() {
+            (body, payload.code.as_ref().and(payload.expires_at))
+        } else {
+            (Vec::new(), None)
+        };
+        OutboxMessage {
+            idempotency_key: format!("{id}.{}", user.tenant_id),
+            id,
+            tenant_id: user.tenant_id.clone(),
+            user_id: user.id.clone(),
+            channel,
+            recipient,
+            kind,
+            key_id,
+            body,
+            state,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error,
+            created_at: now,
+            sent_at: None,
+            body_expires_at,
+        }
+    }
+}
+
+/// The sealed content of an outbox message.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessagePayload {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub display_name: String,
+    pub language: String,
+    /// The code, for messages that carry one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The rendered reset link, for messages that carry one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for MessagePayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessagePayload")
+            .field("tenant_id", &self.tenant_id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessagePayload {
+    /// Seals the payload for the message with this id: `(key_id, body)`.
+    pub fn seal(
+        &self,
+        sealer: &Sealer,
+        rng: &dyn Random,
+        message_id: &str,
+    ) -> Result<(String, Vec<u8>), Error> {
+        let plain = serde_json::to_vec(self).map_err(|_| Error::internal())?;
+        sealer.seal(rng, message_id.as_bytes(), &plain)
+    }
+
+    pub fn open(sealer: &Sealer, message: &OutboxMessage) -> Result<Self, Error> {
+        let plain = sealer.open(&message.key_id, message.id.as_bytes(), &message.body)?;
+        serde_json::from_slice(&plain).map_err(|_| Error::internal())
+    }
+}

@@ -1,0 +1,128 @@
+//! A human user, its states, and how the setup API asks for a page of users.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::{TenantId, UserId};
+// The search's vocabulary is the store's (it evaluates searches).
+use crate::ports::store::UserFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserState {
+    /// Onboarded, no password yet.
+    Initial,
+    Active,
+    Inactive,
+    Locked,
+    Deleted,
+}
+
+impl UserState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserState::Initial => "initial",
+            UserState::Active => "active",
+            UserState::Inactive => "inactive",
+            UserState::Locked => "locked",
+            UserState::Deleted => "deleted",
+        }
+    }
+}
+
+impl fmt::Display for UserState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for UserState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "initial" => Ok(UserState::Initial),
+            "active" => Ok(UserState::Active),
+            "inactive" => Ok(UserState::Inactive),
+            "locked" => Ok(UserState::Locked),
+            "deleted" => Ok(UserState::Deleted),
+            other => Err(format!("unknown user state {other:?}")),
+        }
+    }
+}
+
+/// A human user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub tenant_id: TenantId,
+    pub username: String,
+    /// As given; compared case-insensitively (the store keeps a lower-cased copy).
+    pub email: String,
+    pub email_verified: bool,
+    pub phone: Option<String>,
+    pub phone_verified: bool,
+    pub first_name: String,
+    pub last_name: String,
+    pub display_name: String,
+    pub preferred_language: String,
+    pub state: UserState,
+    /// argon2id PHC string.
+    pub password_hash: Option<String>,
+    pub password_change_required: bool,
+    pub sequence: u64,
+    pub creation_date: DateTime<Utc>,
+    pub change_date: DateTime<Utc>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("state", &self.state)
+            .field("sequence", &self.sequence)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most users one list call returns.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub offset: u64,
+    /// 0 means the maximum ([`MAX_LIST_LIMIT`]).
+    pub limit: u32,
+    /// Oldest first when true; newest first by default (as ZITADEL).
+    pub asc: bool,
+    pub filters: Vec<UserFilter>,
+}
+
+/// A state change of the setup API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Deactivate,
+    Reactivate,
+    Lock,
+    Unlock,
+    Delete,
+}
+
+#[cfg(test)]
+mod tests {
+    // `TextMatch` is part of a user search's vocabulary; it is defined beside the store port
+    // that evaluates searches, and tested here so the port's file holds only the port.
+    use crate::ports::store::TextMatch;
+
+    #[test]
+    fn text_matching() {
+        assert!(TextMatch::EqualsIgnoreCase.matches("Ada@Example.com", "ada@example.COM"));
+        assert!(!TextMatch::Equals.matches("Ada", "ada"));
+        assert!(TextMatch::StartsWith.matches("minnie-mouse", "minnie"));
+        assert!(TextMatch::ContainsIgnoreCase.matches("Minnie-Mouse", "MOUSE"));
+        assert!(TextMatch::EndsWith.matches("a@b.com", ".com"));
+    }
+}

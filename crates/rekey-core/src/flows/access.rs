@@ -1,0 +1,166 @@
+//! Who is calling, and what a call may act on: the token behind a request, the user a v2 call
+//! targets, and the one rule for the organization a v1 or setup call acts in.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::{
+    token_hash, OrgRef, Principal, Role, Tenant, TenantId, User, UserId, UserState,
+};
+use crate::error::{Error, ErrorKind};
+use crate::flows::Rekey;
+
+/// Who is calling and from where.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub principal: Option<Principal>,
+    pub ip: Option<String>,
+}
+
+impl Caller {
+    pub(crate) fn actor(&self) -> String {
+        self.principal
+            .as_ref()
+            .map_or_else(|| "anonymous".to_owned(), Principal::actor)
+    }
+
+    pub(crate) fn principal(&self) -> Result<&Principal, Error> {
+        self.principal.as_ref().ok_or_else(Error::unauthenticated)
+    }
+}
+
+/// The one rule for the organization a call acts in, for v1 management calls and the setup
+/// API alike: a system principal must name one; a tenant admin acts in its own tenant and may
+/// name only that; a user acts in none. `how_to_name` tells the caller where its face takes
+/// the organization (a header, a body field).
+pub(crate) fn org_in_context(
+    principal: &Principal,
+    named: Option<TenantId>,
+    how_to_name: &'static str,
+) -> Result<TenantId, Error> {
+    match (&principal.role, named) {
+        (Role::System, Some(org)) => Ok(org),
+        (Role::System, None) => Err(Error::invalid(
+            "REKEY-OrgRq",
+            format!("Organization required: {how_to_name}"),
+        )),
+        (Role::TenantAdmin(own), None) => Ok(own.clone()),
+        (Role::TenantAdmin(own), Some(org)) if *own == org => Ok(org),
+        _ => Err(Error::permission_denied()),
+    }
+}
+
+pub(crate) fn tenant_not_found() -> Error {
+    Error::new(ErrorKind::NotFound, "REKEY-TnNF", "Tenant not found")
+}
+
+pub(crate) fn not_admin(principal: &Principal) -> bool {
+    matches!(principal.role, Role::User { .. })
+}
+
+impl Rekey {
+    /// The principal of a bearer/API token; unknown or revoked → UNAUTHENTICATED.
+    pub async fn authenticate(&self, secret: &SecretString) -> Result<Principal, Error> {
+        let hash = token_hash(secret.expose_secret());
+        let token = self
+            .store
+            .token_by_hash(&hash)
+            .await?
+            .ok_or_else(Error::unauthenticated)?;
+        Ok(Principal {
+            token_id: token.id,
+            role: token.role,
+        })
+    }
+
+    pub(crate) async fn tenant_of(&self, user: &User) -> Result<Tenant, Error> {
+        self.store.tenant(&user.tenant_id).await?.ok_or_else(|| {
+            tracing::error!(tenant = %user.tenant_id, "user without tenant");
+            Error::internal()
+        })
+    }
+
+    /// Any live user by id, whatever the tenant.
+    pub(crate) async fn find_user(&self, user_id: &UserId) -> Result<Option<User>, Error> {
+        let Some(tenant) = self.store.user_tenant(user_id).await? else {
+            return Ok(None);
+        };
+        self.find_user_in(&tenant, user_id).await
+    }
+
+    pub(crate) async fn find_user_in(
+        &self,
+        tenant: &TenantId,
+        user_id: &UserId,
+    ) -> Result<Option<User>, Error> {
+        Ok(self
+            .store
+            .user(tenant, user_id)
+            .await?
+            .filter(|u| u.state != UserState::Deleted))
+    }
+
+    /// The v2 target of a call: the user themself or a user of the admin's tenant. Anything
+    /// else looks exactly like a user that does not exist, so ids cannot be probed.
+    pub(crate) async fn v2_target(
+        &self,
+        principal: &Principal,
+        user_id: &UserId,
+    ) -> Result<User, Error> {
+        let user = match &principal.role {
+            Role::System => self.find_user(user_id).await?,
+            Role::TenantAdmin(tenant) => self.find_user_in(tenant, user_id).await?,
+            Role::User {
+                tenant_id,
+                user_id: me,
+            } if me == user_id => self.find_user_in(tenant_id, me).await?,
+            Role::User { .. } => None,
+        };
+        user.ok_or_else(Error::user_not_found_v2)
+    }
+
+    /// The org a v1 management call acts in (`x-zitadel-orgid`, else the caller's own).
+    pub(crate) fn v1_org(
+        &self,
+        principal: &Principal,
+        header: Option<TenantId>,
+    ) -> Result<TenantId, Error> {
+        org_in_context(principal, header, "set the x-zitadel-orgid header")
+    }
+
+    pub(crate) async fn v1_target(
+        &self,
+        principal: &Principal,
+        org: Option<TenantId>,
+        user_id: &UserId,
+    ) -> Result<User, Error> {
+        let org = self.v1_org(principal, org)?;
+        self.find_user_in(&org, user_id)
+            .await?
+            .ok_or_else(Error::user_not_found_v1)
+    }
+
+    /// The tenant an admin's setup call acts in. A tenant admin may only name its own.
+    pub(crate) async fn resolve_org(
+        &self,
+        principal: &Principal,
+        org: Option<OrgRef>,
+    ) -> Result<TenantId, Error> {
+        let named = match org {
+            None => None,
+            Some(OrgRef::Id(id)) => Some(id),
+            Some(OrgRef::Domain(domain)) => Some(
+                self.store
+                    .tenant_by_cname(&domain)
+                    .await?
+                    .ok_or_else(tenant_not_found)?
+                    .id,
+            ),
+        };
+        let id = org_in_context(principal, named, "set organization.orgId")?;
+        if principal.role == Role::System {
+            // A tenant admin's own tenant exists; a system principal's choice may not.
+            self.store.tenant(&id).await?.ok_or_else(tenant_not_found)?;
+        }
+        Ok(id)
+    }
+}
