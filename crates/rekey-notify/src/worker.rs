@@ -6,7 +6,7 @@
 //! - failed permanently, or on the last attempt (`max_attempts`) → `park_outbox_failed`, kept
 //!   with its body for an admin retry.
 //!
-//! Claims are leases (see [`Store::claim_outbox`]): a worker that dies mid-send leaves its
+//! Claims are leases (see [`OutboxStore::claim_outbox`]): a worker that dies mid-send leaves its
 //! messages to be claimed again when the lease runs out, so delivery is at-least-once; the
 //! email `Message-ID` is stable across attempts. Only channels that have a transport are
 //! claimed: a message for an unconfigured channel stays pending without using an attempt.
@@ -15,6 +15,8 @@
 //! is free to send it, so a lease never ticks away while its message waits in a local queue.
 //! Claims are made for at least half the slots at once, to spread the cost of the claim's
 //! write transaction.
+//!
+//! [`OutboxStore::claim_outbox`]: rekey_core::store::OutboxStore::claim_outbox
 
 use std::future::Future;
 use std::sync::Arc;

@@ -21,11 +21,12 @@ use rekey_core::model::{
     Tenant, TenantSettings, User,
 };
 use rekey_core::store::{
-    AttemptReservation, EventFilter, RateLimitHit, Store, StoreError, UserChange, UserPage,
-    UserSearch,
+    AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxStore, RateLimitHit,
+    RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage, UserSearch,
+    UserStore,
 };
 
-/// A [`Store`] whose every operation ends within `limit`.
+/// A [`Store`](rekey_core::store::Store) whose every operation ends within `limit`.
 pub struct Bounded<S> {
     inner: S,
     limit: Duration,
@@ -56,11 +57,14 @@ impl<S> Bounded<S> {
 }
 
 #[async_trait]
-impl<S: Store> Store for Bounded<S> {
+impl<S: Health> Health for Bounded<S> {
     async fn ping(&self) -> Result<(), StoreError> {
         self.run("ping", self.inner.ping()).await
     }
+}
 
+#[async_trait]
+impl<S: TenantStore> TenantStore for Bounded<S> {
     async fn insert_tenant(&self, tenant: &Tenant, event: &NewEvent) -> Result<(), StoreError> {
         self.run("insert tenant", self.inner.insert_tenant(tenant, event))
             .await
@@ -92,7 +96,10 @@ impl<S: Store> Store for Bounded<S> {
         )
         .await
     }
+}
 
+#[async_trait]
+impl<S: UserStore> UserStore for Bounded<S> {
     async fn insert_user(&self, user: &User, event: &NewEvent) -> Result<(), StoreError> {
         self.run("insert user", self.inner.insert_user(user, event))
             .await
@@ -124,7 +131,10 @@ impl<S: Store> Store for Bounded<S> {
         self.run("change user", self.inner.change_user(change))
             .await
     }
+}
 
+#[async_trait]
+impl<S: TokenStore> TokenStore for Bounded<S> {
     async fn insert_token(&self, token: &ApiToken) -> Result<(), StoreError> {
         self.run("insert token", self.inner.insert_token(token))
             .await
@@ -138,7 +148,10 @@ impl<S: Store> Store for Bounded<S> {
     async fn count_tokens(&self) -> Result<u64, StoreError> {
         self.run("count tokens", self.inner.count_tokens()).await
     }
+}
 
+#[async_trait]
+impl<S: CodeStore> CodeStore for Bounded<S> {
     async fn pending_code(
         &self,
         tenant: &TenantId,
@@ -175,7 +188,10 @@ impl<S: Store> Store for Bounded<S> {
         )
         .await
     }
+}
 
+#[async_trait]
+impl<S: RateLimitStore> RateLimitStore for Bounded<S> {
     async fn hit_rate_limit(&self, hit: &RateLimitHit) -> Result<(), StoreError> {
         self.run("hit rate limit", self.inner.hit_rate_limit(hit))
             .await
@@ -185,11 +201,17 @@ impl<S: Store> Store for Bounded<S> {
         self.run("purge rate limits", self.inner.purge_rate_limits(now))
             .await
     }
+}
 
+#[async_trait]
+impl<S: AuditLog> AuditLog for Bounded<S> {
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         self.run("events", self.inner.events(filter)).await
     }
+}
 
+#[async_trait]
+impl<S: OutboxStore> OutboxStore for Bounded<S> {
     async fn outbox_messages(
         &self,
         state: Option<OutboxState>,

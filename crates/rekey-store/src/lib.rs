@@ -14,7 +14,7 @@ mod bounded;
 mod codec;
 mod error;
 mod postgres;
-mod sql_store;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use rekey_core::store::Store;
 pub use bounded::Bounded;
 pub use error::ConnectError;
 pub use postgres::PgStore;
-pub use sql_store::SqlStore;
+pub use sql::SqlStore;
 pub use sqlite::{create_private_dir, SqliteStore};
 
 /// Opens the database named by `url` and applies pending migrations:

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
-use crate::sql_store::{release_guard, Dialect, SqlStore};
+use crate::sql::{release_guard, Dialect, SqlStore};
 use crate::ConnectError;
 
 /// The [`rekey_core::store::Store`] on PostgreSQL.

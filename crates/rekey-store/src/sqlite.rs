@@ -17,7 +17,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite};
 
-use crate::sql_store::{release_guard, Dialect, SqlStore};
+use crate::sql::{release_guard, Dialect, SqlStore};
 use crate::ConnectError;
 
 /// The [`rekey_core::store::Store`] on SQLite.

@@ -258,12 +258,20 @@ pub struct UserPage {
     pub users: Vec<User>,
 }
 
+// The port is a set of narrow traits, one per kind of record (as lldap's backend handlers), so
+// a consumer can say which part of the store it uses; [`Store`] combines them, and every type
+// that implements all of them is a `Store` (blanket impl), so `Arc<dyn Store>` still hands
+// everything to the flows.
+
+/// Whether the database can serve requests (`/readyz`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Health: Send + Sync {
     /// Reachable and migrated.
     async fn ping(&self) -> Result<(), StoreError>;
+}
 
-    // --- tenants ---
+#[async_trait]
+pub trait TenantStore: Send + Sync {
     /// Inserts the tenant and its `tenant.added` event (sequence 1).
     /// `Conflict("cname")` when the cname is taken.
     async fn insert_tenant(&self, tenant: &Tenant, event: &NewEvent) -> Result<(), StoreError>;
@@ -279,8 +287,10 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
         event: &NewEvent,
     ) -> Result<(), StoreError>;
+}
 
-    // --- users ---
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Inserts the user (sequence must be 1) with its first event.
     /// `Conflict("email")` when the email (case-insensitive) exists in the tenant.
     async fn insert_user(&self, user: &User, event: &NewEvent) -> Result<(), StoreError>;
@@ -297,14 +307,18 @@ pub trait Store: Send + Sync + 'static {
     async fn search_users(&self, search: &UserSearch) -> Result<UserPage, StoreError>;
     /// Applies a [`UserChange`] in one transaction; returns the new details.
     async fn change_user(&self, change: &UserChange) -> Result<Details, StoreError>;
+}
 
-    // --- tokens ---
+#[async_trait]
+pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, token: &ApiToken) -> Result<(), StoreError>;
     /// The token with this SHA-256, unless revoked.
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>, StoreError>;
     async fn count_tokens(&self) -> Result<u64, StoreError>;
+}
 
-    // --- codes ---
+#[async_trait]
+pub trait CodeStore: Send + Sync {
     /// The user's pending (unused, not voided) code, if any.
     async fn pending_code(
         &self,
@@ -328,17 +342,29 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         code_id: &str,
     ) -> Result<(), StoreError>;
+}
 
-    // --- rate limits ---
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
     /// Counts a hit in its own transaction; `RateLimited` when over the limit. A hit on a
     /// counter already at its limit is refused by a read, without a write transaction.
     async fn hit_rate_limit(&self, hit: &RateLimitHit) -> Result<(), StoreError>;
     /// Deletes the counters whose window ended at or before `now`; how many.
     async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+}
 
-    // --- audit and outbox ---
+/// The audit trail. Events are appended by the writes they record (in the same transaction),
+/// so this port only reads them.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
     /// Events in order of time (then sequence), oldest first.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
+}
+
+/// The outbox: admin listings and retries, and the delivery worker's leases. Messages are
+/// inserted by [`UserStore::change_user`], in the transaction of the change that sends them.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// Outbox messages, oldest first, optionally only those in one state.
     async fn outbox_messages(
         &self,
@@ -381,8 +407,8 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
     ) -> Result<bool, StoreError>;
     /// Parks a pending message as `failed` (visible to admins), keeping its sealed body — until
-    /// its code expires ([`Store::erase_expired_failed_bodies`]) — so [`Store::retry_outbox`]
-    /// can send it again. `error` must not hold the body or a code.
+    /// its code expires ([`OutboxStore::erase_expired_failed_bodies`]) — so
+    /// [`OutboxStore::retry_outbox`] can send it again. `error` must not hold the body or a code.
     /// `false` when the message is not (or no longer) pending.
     async fn park_outbox_failed(
         &self,
@@ -396,4 +422,42 @@ pub trait Store: Send + Sync + 'static {
     /// An admin's retry of a failed message, by id alone: back to `pending`, due at `now`,
     /// attempts 0, error cleared. `false` when no failed message has this id.
     async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
+/// The whole storage port: what the flows are given. Implemented for every type that
+/// implements each narrow trait; the methods of all of them can be called on a `dyn Store`
+/// without importing the narrow traits.
+pub trait Store:
+    Health
+    + TenantStore
+    + UserStore
+    + TokenStore
+    + CodeStore
+    + RateLimitStore
+    + AuditLog
+    + OutboxStore
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: Health
+        + TenantStore
+        + UserStore
+        + TokenStore
+        + CodeStore
+        + RateLimitStore
+        + AuditLog
+        + OutboxStore
+        + 'static
+{
+}
+
+/// The store traits, for code that calls them on a concrete or generic store (a `dyn Store`
+/// needs no import): `use rekey_core::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        AuditLog, CodeStore, Health, OutboxStore, RateLimitStore, Store, TenantStore, TokenStore,
+        UserStore,
+    };
 }

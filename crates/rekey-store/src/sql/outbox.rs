@@ -1,0 +1,247 @@
+//! [`OutboxStore`] on SQL: messages inserted with the change that sends them, listed and retried
+//! by admins, and leased, marked and parked by the delivery worker.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rekey_core::ids::TenantId;
+use rekey_core::model::{Channel, OutboxMessage, OutboxState};
+use rekey_core::store::{OutboxStore, StoreError};
+
+use super::backend::{SqlBackend, Stmt};
+use super::rows::{OutboxRow, OUTBOX_COLUMNS};
+use super::{limit, SqlStore};
+use crate::codec::micros;
+use crate::error::{db_error, unique_as, violation_mentions};
+
+impl<DB: SqlBackend> SqlStore<DB> {
+    pub(super) async fn insert_outbox(
+        conn: &mut DB::Connection,
+        message: &OutboxMessage,
+    ) -> Result<(), StoreError> {
+        Self::query(
+            "INSERT INTO outbox (tenant_id, id, user_id, channel, recipient, kind, \
+             idempotency_key, key_id, body, state, attempts, next_attempt_at, last_error, \
+             created_at, sent_at, body_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(message.tenant_id.as_str().to_owned())
+        .bind(message.id.clone())
+        .bind(message.user_id.as_str().to_owned())
+        .bind(message.channel.as_str().to_owned())
+        .bind(message.recipient.clone())
+        .bind(message.kind.as_str().to_owned())
+        .bind(message.idempotency_key.clone())
+        .bind(message.key_id.clone())
+        .bind(message.body.clone())
+        .bind(message.state.as_str().to_owned())
+        .bind(i64::from(message.attempts))
+        .bind(micros(message.next_attempt_at))
+        .bind(message.last_error.clone())
+        .bind(micros(message.created_at))
+        .bind(message.sent_at.map(micros))
+        .bind(message.body_expires_at.map(micros))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if violation_mentions(&e, "idempotency_key") {
+                StoreError::Conflict("idempotency key")
+            } else {
+                unique_as("insert outbox", "outbox id", e)
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Runs one `UPDATE outbox … RETURNING id` in a write transaction; whether it changed a
+    /// row (its `WHERE` names the state the change starts from, so a lost race is `false`).
+    async fn update_outbox<'q>(
+        &self,
+        op: &'static str,
+        query: Stmt<'q, DB>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write(op).await?;
+        let result = query
+            .fetch_all(&mut *tx)
+            .await
+            .map(|rows| !rows.is_empty())
+            .map_err(|e| db_error(op, e));
+        Self::finish(op, tx, result).await
+    }
+}
+
+#[async_trait]
+impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
+    async fn outbox_messages(
+        &self,
+        state: Option<OutboxState>,
+        max: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let rows = match state {
+            Some(state) => {
+                let sql = format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = $1 \
+                     ORDER BY created_at, tenant_id, id LIMIT $2"
+                );
+                Self::query(&sql)
+                    .bind(state.as_str().to_owned())
+                    .bind(limit(max))
+                    .fetch_all(&self.reader)
+                    .await
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY created_at, tenant_id, id LIMIT $1"
+                );
+                Self::query(&sql)
+                    .bind(limit(max))
+                    .fetch_all(&self.reader)
+                    .await
+            }
+        }
+        .map_err(|e| db_error("outbox messages", e))?;
+        rows.iter()
+            .map(Self::decode::<OutboxRow, OutboxMessage>)
+            .collect()
+    }
+
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        let sql =
+            format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1 ORDER BY tenant_id LIMIT 1");
+        let row = Self::query(&sql)
+            .bind(id.to_owned())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| db_error("outbox message", e))?;
+        row.as_ref()
+            .map(Self::decode::<OutboxRow, OutboxMessage>)
+            .transpose()
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        channels: &[Channel],
+        max: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        const OP: &str = "claim outbox";
+        if channels.is_empty() || max == 0 {
+            return Ok(Vec::new());
+        }
+        // One statement: the inner SELECT picks (and on PostgreSQL locks, skipping rows another
+        // claimer holds) the due rows; the UPDATE leases them. A row whose lease another claimer
+        // committed meanwhile is re-checked against `next_attempt_at <= now` and drops out.
+        let channel_params = (0..channels.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE outbox SET next_attempt_at = $1, attempts = attempts + 1 \
+             WHERE (tenant_id, id) IN (\
+                 SELECT tenant_id, id FROM outbox \
+                 WHERE state = 'pending' AND next_attempt_at <= $2 \
+                 AND channel IN ({channel_params}) \
+                 ORDER BY next_attempt_at \
+                 LIMIT $3{lock}) \
+             RETURNING {OUTBOX_COLUMNS}",
+            lock = self.dialect.claim_lock,
+        );
+        let mut query = Self::query(&sql)
+            .bind(micros(lease_until))
+            .bind(micros(now))
+            .bind(i64::from(max));
+        for channel in channels {
+            query = query.bind(channel.as_str().to_owned());
+        }
+        let mut tx = self.begin_write(OP).await?;
+        let result = query.fetch_all(&mut *tx).await.map_err(|e| db_error(OP, e));
+        let rows = Self::finish(OP, tx, result).await?;
+        let mut claimed = rows
+            .iter()
+            .map(Self::decode::<OutboxRow, OutboxMessage>)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING follows no ORDER BY; hand the oldest out first.
+        claimed.sort_by(|a, b| {
+            (a.created_at, &a.tenant_id, &a.id).cmp(&(b.created_at, &b.tenant_id, &b.id))
+        });
+        Ok(claimed)
+    }
+
+    async fn mark_outbox_sent(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let query = Self::query(
+            "UPDATE outbox SET state = 'sent', sent_at = $1, body = $2, last_error = NULL, \
+             body_expires_at = NULL \
+             WHERE tenant_id = $3 AND id = $4 AND state = 'pending' RETURNING id",
+        )
+        .bind(micros(at))
+        .bind(Vec::<u8>::new())
+        .bind(tenant.as_str().to_owned())
+        .bind(id.to_owned());
+        self.update_outbox("mark outbox sent", query).await
+    }
+
+    async fn reschedule_outbox(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let query = Self::query(
+            "UPDATE outbox SET next_attempt_at = $1, last_error = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND state = 'pending' RETURNING id",
+        )
+        .bind(micros(next_attempt_at))
+        .bind(error.to_owned())
+        .bind(tenant.as_str().to_owned())
+        .bind(id.to_owned());
+        self.update_outbox("reschedule outbox", query).await
+    }
+
+    async fn park_outbox_failed(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let query = Self::query(
+            "UPDATE outbox SET state = 'failed', last_error = $1 \
+             WHERE tenant_id = $2 AND id = $3 AND state = 'pending' RETURNING id",
+        )
+        .bind(error.to_owned())
+        .bind(tenant.as_str().to_owned())
+        .bind(id.to_owned());
+        self.update_outbox("park outbox message", query).await
+    }
+
+    async fn erase_expired_failed_bodies(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        const OP: &str = "erase expired outbox bodies";
+        let mut tx = self.begin_write(OP).await?;
+        let result = Self::query(
+            "UPDATE outbox SET body = $1, body_expires_at = NULL \
+             WHERE state = 'failed' AND body_expires_at <= $2 RETURNING id",
+        )
+        .bind(Vec::<u8>::new())
+        .bind(micros(now))
+        .fetch_all(&mut *tx)
+        .await
+        .map(|rows| u64::try_from(rows.len()).unwrap_or(u64::MAX))
+        .map_err(|e| db_error(OP, e));
+        Self::finish(OP, tx, result).await
+    }
+
+    async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let query = Self::query(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+             last_error = NULL WHERE id = $2 AND state = 'failed' RETURNING id",
+        )
+        .bind(micros(now))
+        .bind(id.to_owned());
+        self.update_outbox("retry outbox message", query).await
+    }
+}

@@ -1,0 +1,254 @@
+//! The tables' rows as sqlx reads them (`sqlx::FromRow`, one field per selected column, in the
+//! portable column types), and their conversion into the domain's records, which checks what
+//! the database cannot: enum names, timestamp ranges, non-negative counters, JSON, and which
+//! columns a token's role requires. A row that fails these checks is `Corrupt`.
+
+use rekey_core::ids::{TenantId, UserId};
+use rekey_core::model::{ApiToken, Event, OutboxMessage, ResetCodeRecord, Role, Tenant, User};
+use rekey_core::store::StoreError;
+
+use crate::codec::{from_json, opt_time, parse, time, to_u32, to_u64};
+use crate::error::corrupt;
+
+pub(super) const TENANT_COLUMNS: &str = "id, name, cname, settings, creation_date, change_date";
+
+pub(super) const USER_COLUMNS: &str = "tenant_id, id, username, email, email_verified, phone, \
+    phone_verified, first_name, last_name, display_name, preferred_language, state, \
+    password_hash, password_change_required, sequence, creation_date, change_date";
+
+pub(super) const TOKEN_COLUMNS: &str =
+    "token_hash, id, role, tenant_id, user_id, created_at, revoked_at";
+
+pub(super) const CODE_COLUMNS: &str =
+    "tenant_id, user_id, id, key_id, mac, kind, created_at, expires_at, attempts, used_at";
+
+pub(super) const EVENT_COLUMNS: &str =
+    "tenant_id, aggregate_id, sequence, kind, actor, ip, at, payload";
+
+pub(super) const OUTBOX_COLUMNS: &str = "tenant_id, id, user_id, channel, recipient, kind, \
+    idempotency_key, key_id, body, state, attempts, next_attempt_at, last_error, created_at, \
+    sent_at, body_expires_at";
+
+/// [`TENANT_COLUMNS`] of `tenants`.
+#[derive(sqlx::FromRow)]
+pub struct TenantRow {
+    id: String,
+    name: String,
+    cname: String,
+    settings: String,
+    creation_date: i64,
+    change_date: i64,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+
+    fn try_from(row: TenantRow) -> Result<Self, StoreError> {
+        Ok(Tenant {
+            id: TenantId::from_trusted(row.id),
+            name: row.name,
+            cname: row.cname,
+            settings: from_json("tenants.settings", &row.settings)?,
+            creation_date: time("creation_date", row.creation_date)?,
+            change_date: time("change_date", row.change_date)?,
+        })
+    }
+}
+
+/// [`USER_COLUMNS`] of `users`.
+#[derive(sqlx::FromRow)]
+pub struct UserRow {
+    tenant_id: String,
+    id: String,
+    username: String,
+    email: String,
+    email_verified: bool,
+    phone: Option<String>,
+    phone_verified: bool,
+    first_name: String,
+    last_name: String,
+    display_name: String,
+    preferred_language: String,
+    state: String,
+    password_hash: Option<String>,
+    password_change_required: bool,
+    sequence: i64,
+    creation_date: i64,
+    change_date: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(row: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            id: UserId::from_trusted(row.id),
+            tenant_id: TenantId::from_trusted(row.tenant_id),
+            username: row.username,
+            email: row.email,
+            email_verified: row.email_verified,
+            phone: row.phone,
+            phone_verified: row.phone_verified,
+            first_name: row.first_name,
+            last_name: row.last_name,
+            display_name: row.display_name,
+            preferred_language: row.preferred_language,
+            state: parse("users.state", &row.state)?,
+            password_hash: row.password_hash,
+            password_change_required: row.password_change_required,
+            sequence: to_u64("users.sequence", row.sequence)?,
+            creation_date: time("users.creation_date", row.creation_date)?,
+            change_date: time("users.change_date", row.change_date)?,
+        })
+    }
+}
+
+/// [`TOKEN_COLUMNS`] of `api_tokens`.
+#[derive(sqlx::FromRow)]
+pub struct TokenRow {
+    token_hash: Vec<u8>,
+    id: String,
+    role: String,
+    tenant_id: Option<String>,
+    user_id: Option<String>,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = StoreError;
+
+    fn try_from(row: TokenRow) -> Result<Self, StoreError> {
+        let role = match (row.role.as_str(), row.tenant_id, row.user_id) {
+            ("system", None, None) => Role::System,
+            ("tenant_admin", Some(tenant), None) => {
+                Role::TenantAdmin(TenantId::from_trusted(tenant))
+            }
+            ("user", Some(tenant), Some(user)) => Role::User {
+                tenant_id: TenantId::from_trusted(tenant),
+                user_id: UserId::from_trusted(user),
+            },
+            (other, ..) => return Err(corrupt(format!("api_tokens.role: {other:?} inconsistent"))),
+        };
+        Ok(ApiToken {
+            id: row.id,
+            hash: row
+                .token_hash
+                .try_into()
+                .map_err(|_| corrupt("api_tokens.token_hash: not 32 bytes"))?,
+            role,
+            created_at: time("api_tokens.created_at", row.created_at)?,
+            revoked_at: opt_time("api_tokens.revoked_at", row.revoked_at)?,
+        })
+    }
+}
+
+/// [`CODE_COLUMNS`] of `reset_codes`.
+#[derive(sqlx::FromRow)]
+pub struct CodeRow {
+    tenant_id: String,
+    user_id: String,
+    id: String,
+    key_id: String,
+    mac: Vec<u8>,
+    kind: String,
+    created_at: i64,
+    expires_at: i64,
+    attempts: i64,
+    used_at: Option<i64>,
+}
+
+impl TryFrom<CodeRow> for ResetCodeRecord {
+    type Error = StoreError;
+
+    fn try_from(row: CodeRow) -> Result<Self, StoreError> {
+        Ok(ResetCodeRecord {
+            id: row.id,
+            tenant_id: TenantId::from_trusted(row.tenant_id),
+            user_id: UserId::from_trusted(row.user_id),
+            key_id: row.key_id,
+            mac: row.mac,
+            kind: parse("reset_codes.kind", &row.kind)?,
+            created_at: time("reset_codes.created_at", row.created_at)?,
+            expires_at: time("reset_codes.expires_at", row.expires_at)?,
+            attempts: to_u32("reset_codes.attempts", row.attempts)?,
+            used_at: opt_time("reset_codes.used_at", row.used_at)?,
+        })
+    }
+}
+
+/// [`EVENT_COLUMNS`] of `events`.
+#[derive(sqlx::FromRow)]
+pub struct EventRow {
+    tenant_id: String,
+    aggregate_id: String,
+    sequence: i64,
+    kind: String,
+    actor: String,
+    ip: Option<String>,
+    at: i64,
+    payload: String,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        Ok(Event {
+            tenant_id: TenantId::from_trusted(row.tenant_id),
+            aggregate_id: row.aggregate_id,
+            sequence: to_u64("events.sequence", row.sequence)?,
+            kind: row.kind,
+            actor: row.actor,
+            ip: row.ip,
+            at: time("events.at", row.at)?,
+            payload: from_json("events.payload", &row.payload)?,
+        })
+    }
+}
+
+/// [`OUTBOX_COLUMNS`] of `outbox`.
+#[derive(sqlx::FromRow)]
+pub struct OutboxRow {
+    tenant_id: String,
+    id: String,
+    user_id: String,
+    channel: String,
+    recipient: Option<String>,
+    kind: String,
+    idempotency_key: String,
+    key_id: String,
+    body: Vec<u8>,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+    created_at: i64,
+    sent_at: Option<i64>,
+    body_expires_at: Option<i64>,
+}
+
+impl TryFrom<OutboxRow> for OutboxMessage {
+    type Error = StoreError;
+
+    fn try_from(row: OutboxRow) -> Result<Self, StoreError> {
+        Ok(OutboxMessage {
+            id: row.id,
+            tenant_id: TenantId::from_trusted(row.tenant_id),
+            user_id: UserId::from_trusted(row.user_id),
+            channel: parse("outbox.channel", &row.channel)?,
+            recipient: row.recipient,
+            kind: parse("outbox.kind", &row.kind)?,
+            idempotency_key: row.idempotency_key,
+            key_id: row.key_id,
+            body: row.body,
+            state: parse("outbox.state", &row.state)?,
+            attempts: to_u32("outbox.attempts", row.attempts)?,
+            next_attempt_at: time("outbox.next_attempt_at", row.next_attempt_at)?,
+            last_error: row.last_error,
+            created_at: time("outbox.created_at", row.created_at)?,
+            sent_at: opt_time("outbox.sent_at", row.sent_at)?,
+            body_expires_at: opt_time("outbox.body_expires_at", row.body_expires_at)?,
+        })
+    }
+}
