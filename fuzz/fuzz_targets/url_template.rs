@@ -1,4 +1,4 @@
-//! Link templates (`rekey_core::url_template`): arbitrary templates and values.
+//! Link templates (`rekey_core::policy::url_template`): arbitrary templates and values.
 //!
 //! Invariants: `parse` is `parse_unbounded` plus the 1..=200 character bound; a template
 //! without `{{` is all text and renders to itself; whatever the values, rendering only adds
@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rekey_core::url_template::{UrlTemplate, Values, MAX_TEMPLATE_LEN};
+use rekey_core::policy::url_template::{UrlTemplate, Values, MAX_TEMPLATE_LEN};
 use std::collections::HashMap;
 
 /// What `form_urlencoded::byte_serialize` may emit: unreserved bytes, `+` for space and `%XX`.

@@ -1,4 +1,4 @@
-//! The parsed input types of `rekey_core::validate`: `EmailAddress`, `PhoneNumber`, `Cname`.
+//! The parsed input types of `rekey_core::domain`: `EmailAddress`, `PhoneNumber`, `Cname`.
 //!
 //! Invariants: each accepts exactly what an independent reading of its rule accepts; whatever
 //! parses keeps its input unchanged and parses again to itself; refusals carry the documented
@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rekey_core::validate::{Cname, EmailAddress, PhoneNumber, MAX_CNAME_LEN, MAX_EMAIL_LEN};
+use rekey_core::domain::{Cname, EmailAddress, PhoneNumber, MAX_CNAME_LEN, MAX_EMAIL_LEN};
 use rekey_core::ErrorKind;
 
 /// `^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$`, at most 1024 characters, written

@@ -5,9 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::ConnectInfo;
 use http::HeaderMap;
 use ipnet::IpNet;
+use rekey_core::domain::Principal;
+use rekey_core::domain::TenantId;
 use rekey_core::flows::Caller;
-use rekey_core::ids::TenantId;
-use rekey_core::model::Principal;
 use rekey_core::Error;
 use secrecy::SecretString;
 

@@ -22,7 +22,7 @@ pub async fn readyz(state: AppState, _request: Request) -> Response {
         .iter()
         .map(|(name, status)| (name.clone(), Value::String(status.clone())))
         .collect();
-    match state.rekey.store().ping().await {
+    match state.rekey.ready().await {
         Ok(()) => Json(json!({ "status": "ready", "database": "ok", "channels": channels }))
             .into_response(),
         Err(_) => (

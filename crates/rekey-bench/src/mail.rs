@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rekey::app;
 use rekey::config::Settings;
+use rekey_core::domain::UserId;
+use rekey_core::domain::{Channel, OutboxState};
 use rekey_core::flows::{Caller, Delivery};
-use rekey_core::ids::UserId;
-use rekey_core::model::{Channel, OutboxState};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::runtime::Handle;
@@ -211,12 +211,12 @@ async fn queue(rekey: &RekeyServer, n: usize) -> anyhow::Result<()> {
 
 /// Starts the worker `serve` builds from `settings`, times until no message is pending, stops it.
 async fn drain(settings: &Settings, rekey: &RekeyServer, n: usize) -> anyhow::Result<f64> {
-    let store = rekey.rekey.store().clone();
+    let store = rekey.deps.store.clone();
     let sent_before = store
         .outbox_messages(Some(OutboxState::Sent), 0)
         .await?
         .len();
-    let (worker, mailer) = app::outbox_worker(settings, &rekey.rekey)?;
+    let (worker, mailer) = app::outbox_worker(settings, &rekey.deps)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let run = tokio::spawn(worker.run(async move {
@@ -328,7 +328,7 @@ async fn mail_phases(
     let (s, r) = (settings.clone(), rekey.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = crate::on(server, async move {
-        let (worker, _mailer) = app::outbox_worker(&s, &r.rekey)?;
+        let (worker, _mailer) = app::outbox_worker(&s, &r.deps)?;
         Ok(tokio::spawn(worker.run(async move {
             let _ = stopped.await;
         })))

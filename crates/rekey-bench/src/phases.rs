@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rekey::config::Settings;
+use rekey_core::crypto::HashParams;
+use rekey_core::domain::UserId;
 use rekey_core::flows::{Caller, Delivery};
-use rekey_core::hasher::HashParams;
-use rekey_core::ids::UserId;
 use secrecy::SecretString;
 use tokio::runtime::Handle;
 

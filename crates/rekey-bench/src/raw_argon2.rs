@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use argon2::password_hash::{PasswordHasher as _, SaltString};
 use rand::RngCore;
-use rekey_core::hasher::HashParams;
+use rekey_core::crypto::HashParams;
 
 use crate::cpu;
 

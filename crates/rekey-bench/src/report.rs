@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use rekey_core::hasher::HashParams;
+use rekey_core::crypto::HashParams;
 
 use crate::cpu::Usage;
 use crate::load::{Tally, Window};

@@ -19,9 +19,9 @@ use rand::Rng;
 use rekey::app;
 use rekey::config::Settings;
 use rekey_api::AppState;
-use rekey_core::flows::{NewUser, Rekey};
-use rekey_core::model::Role;
-use rekey_core::validate::{Cname, EmailAddress};
+use rekey_core::domain::Role;
+use rekey_core::domain::{Cname, EmailAddress};
+use rekey_core::flows::{Deps, NewUser, Rekey};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -90,6 +90,8 @@ pub struct RekeyServer {
     pub users: Vec<Seeded>,
     pub hash_threads: usize,
     pub rekey: Arc<Rekey>,
+    /// The parts the flows run on, for the outbox worker and the drain's bookkeeping.
+    pub deps: Deps,
 }
 
 /// Builds Rekey, seeds `tenants` tenants with `users` users in all (no password yet, so the
@@ -99,7 +101,8 @@ pub async fn start_rekey(
     tenants: usize,
     users: usize,
 ) -> anyhow::Result<RekeyServer> {
-    let rekey = app::build(&settings).await?;
+    let deps = app::deps(&settings).await?;
+    let rekey = Arc::new(Rekey::new(deps.clone(), app::core_config(&settings)));
     let core = |e: rekey_core::Error| anyhow::anyhow!("{e}");
     let mut seeded = Vec::with_capacity(users);
     let tenants = tenants.max(1);
@@ -146,8 +149,9 @@ pub async fn start_rekey(
     Ok(RekeyServer {
         running,
         users: seeded,
-        hash_threads: rekey.hasher().threads(),
+        hash_threads: deps.hasher.threads(),
         rekey,
+        deps,
     })
 }
 

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use rekey_core::url_template::{UrlTemplate, Values, MAX_TEMPLATE_LEN};
-use rekey_core::validate::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::domain::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::policy::url_template::{UrlTemplate, Values, MAX_TEMPLATE_LEN};
 
 const SYNTAX: &str = "DOMAIN-oGh5e";
 const UNKNOWN_FIELD: &str = "DOMAIN-ieYa7";

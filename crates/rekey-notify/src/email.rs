@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{Address, Message};
-use rekey_core::clock::Clock;
+use rekey_core::ports::Clock;
 
 use crate::smtp::SmtpMailer;
 use crate::{Outgoing, SendError, Transport};
@@ -146,10 +146,10 @@ impl Transport for SmtpEmail {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use chrono::TimeZone;
-    use rekey_core::clock::ManualClock;
-    use rekey_core::ids::{TenantId, UserId};
-    use rekey_core::model::{Channel, MessageKind, OutboxMessage, OutboxState};
-    use rekey_core::outbox::MessagePayload;
+    use rekey_core::domain::MessagePayload;
+    use rekey_core::domain::{Channel, MessageKind, OutboxMessage, OutboxState};
+    use rekey_core::domain::{TenantId, UserId};
+    use rekey_core::ports::ManualClock;
 
     use super::*;
     use crate::smtp::{SmtpConfig, SmtpTls};

@@ -14,8 +14,8 @@ pub mod templates;
 pub mod worker;
 
 use async_trait::async_trait;
-use rekey_core::model::OutboxMessage;
-use rekey_core::outbox::MessagePayload;
+use rekey_core::domain::MessagePayload;
+use rekey_core::domain::OutboxMessage;
 
 pub use templates::{Rendered, Templates};
 pub use worker::{Transports, Worker, WorkerConfig};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rekey_core::clock::Clock;
-use rekey_core::model::MessageKind;
+use rekey_core::domain::MessageKind;
+use rekey_core::ports::Clock;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 

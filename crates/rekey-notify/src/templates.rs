@@ -11,8 +11,8 @@
 
 use chrono::{DateTime, Utc};
 use minijinja::{context, AutoEscape, Environment, UndefinedBehavior, Value};
-use rekey_core::model::MessageKind;
-use rekey_core::outbox::MessagePayload;
+use rekey_core::domain::MessageKind;
+use rekey_core::domain::MessagePayload;
 
 /// The languages shipped; the first is the fallback.
 pub const LANGUAGES: [&str; 2] = ["en", "de"];

@@ -16,18 +16,18 @@
 //! Claims are made for at least half the slots at once, to spread the cost of the claim's
 //! write transaction.
 //!
-//! [`OutboxStore::claim_outbox`]: rekey_core::store::OutboxStore::claim_outbox
+//! [`OutboxStore::claim_outbox`]: rekey_core::ports::store::OutboxStore::claim_outbox
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rekey_core::clock::{Clock, Random};
 use rekey_core::crypto::Sealer;
-use rekey_core::model::{Channel, OutboxMessage};
-use rekey_core::outbox::MessagePayload;
-use rekey_core::store::{Store, StoreError};
+use rekey_core::domain::MessagePayload;
+use rekey_core::domain::{Channel, OutboxMessage};
+use rekey_core::ports::store::{Store, StoreError};
+use rekey_core::ports::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
@@ -455,13 +455,13 @@ mod tests {
     use std::sync::Mutex;
 
     use chrono::TimeZone;
-    use rekey_core::clock::{ManualClock, SeededRandom};
-    use rekey_core::ids::{TenantId, UserId};
-    use rekey_core::keys::KeyRing;
-    use rekey_core::model::{
+    use rekey_core::crypto::KeyRing;
+    use rekey_core::domain::{
         MessageKind, NewEvent, OutboxState, Tenant, TenantSettings, User, UserState,
     };
-    use rekey_core::store::UserChange;
+    use rekey_core::domain::{TenantId, UserId};
+    use rekey_core::ports::store::UserChange;
+    use rekey_core::ports::{ManualClock, SeededRandom};
 
     use super::*;
 
@@ -711,7 +711,7 @@ mod tests {
     async fn maintenance_deletes_ended_rate_limit_windows() {
         let s = setup().await;
         let worker = s.worker(WorkerConfig::default(), false);
-        let hit = |key: &str| rekey_core::store::RateLimitHit {
+        let hit = |key: &str| rekey_core::ports::store::RateLimitHit {
             key: key.to_owned(),
             limit: 1,
             window_secs: 60,

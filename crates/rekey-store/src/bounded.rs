@@ -15,18 +15,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::model::{
+use rekey_core::domain::{
     ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord,
     Tenant, TenantSettings, User,
 };
-use rekey_core::store::{
+use rekey_core::domain::{TenantId, UserId};
+use rekey_core::ports::store::{
     AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxStore, RateLimitHit,
     RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage, UserSearch,
     UserStore,
 };
 
-/// A [`Store`](rekey_core::store::Store) whose every operation ends within `limit`.
+/// A [`Store`](rekey_core::ports::store::Store) whose every operation ends within `limit`.
 pub struct Bounded<S> {
     inner: S,
     limit: Duration,

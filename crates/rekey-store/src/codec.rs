@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use rekey_core::store::StoreError;
+use rekey_core::ports::store::StoreError;
 
 use crate::error::corrupt;
 

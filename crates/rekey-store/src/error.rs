@@ -1,6 +1,6 @@
 //! How sqlx errors become [`StoreError`]s, and the errors of opening a store.
 
-use rekey_core::store::StoreError;
+use rekey_core::ports::store::StoreError;
 
 /// Why [`crate::connect`] (or a store constructor) failed. Never contains the URL: it may carry a
 /// password.

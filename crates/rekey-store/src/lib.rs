@@ -19,7 +19,7 @@ mod sqlite;
 
 use std::sync::Arc;
 
-use rekey_core::store::Store;
+use rekey_core::ports::store::Store;
 
 pub use bounded::Bounded;
 pub use error::ConnectError;

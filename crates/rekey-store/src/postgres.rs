@@ -12,7 +12,7 @@ use sqlx::Postgres;
 use crate::sql::{release_guard, Dialect, SqlStore};
 use crate::ConnectError;
 
-/// The [`rekey_core::store::Store`] on PostgreSQL.
+/// The [`rekey_core::ports::store::Store`] on PostgreSQL.
 pub type PgStore = SqlStore<Postgres>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -20,7 +20,7 @@ use sqlx::{Pool, Sqlite};
 use crate::sql::{release_guard, Dialect, SqlStore};
 use crate::ConnectError;
 
-/// The [`rekey_core::store::Store`] on SQLite.
+/// The [`rekey_core::ports::store::Store`] on SQLite.
 pub type SqliteStore = SqlStore<Sqlite>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -7,14 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 use rekey_api::serve::ServeOptions;
 use rekey_api::{AppState, ServeSettings};
-use rekey_core::clock::{OsRandom, Random, SystemClock};
-use rekey_core::code::CodeMac;
+use rekey_core::crypto::CodeMac;
+use rekey_core::crypto::KeyRing;
 use rekey_core::crypto::Sealer;
-use rekey_core::flows::{Config, Limits, Rekey};
-use rekey_core::hasher::{default_threads, HashParams, PasswordHasher};
-use rekey_core::keys::KeyRing;
-use rekey_core::model::{CodeAlphabet, Role};
-use rekey_core::password::PasswordPolicy;
+use rekey_core::crypto::{default_threads, HashParams, PasswordHasher};
+use rekey_core::domain::CodeAlphabet;
+use rekey_core::flows::{Deps, Rekey};
+use rekey_core::policy::password::PasswordPolicy;
+use rekey_core::policy::{Config, Limits};
+use rekey_core::ports::{OsRandom, Random, SystemClock};
 use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::sms::{self, TwilioSms, WebhookSms};
 use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
@@ -94,6 +95,14 @@ pub fn core_config(settings: &Settings) -> Config {
 
 /// Connects the store (applying migrations) and builds the flows.
 pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Rekey>> {
+    let deps = deps(settings).await?;
+    Ok(Arc::new(Rekey::new(deps, core_config(settings))))
+}
+
+/// What the flows and the outbox worker run on, built once: the store (migrations applied),
+/// the key rings, the hash pool, the system clock and randomness. `serve` hands one clone to
+/// [`Rekey::new`] and one to [`outbox_worker`].
+pub async fn deps(settings: &Settings) -> anyhow::Result<Deps> {
     let rng: Arc<dyn Random> = Arc::new(OsRandom);
     let url = settings.database_url();
     let store = rekey_store::connect(&url)
@@ -123,15 +132,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Rekey>> {
         rng.clone(),
     )
     .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
-    Ok(Arc::new(Rekey::new(
+    Ok(Deps {
         store,
-        Arc::new(SystemClock),
+        clock: Arc::new(SystemClock),
         rng,
-        CodeMac::new(codes),
-        Sealer::new(outbox),
+        codes: CodeMac::new(codes),
+        sealer: Sealer::new(outbox),
         hasher,
-        core_config(settings),
-    )))
+    })
 }
 
 pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
@@ -198,7 +206,7 @@ fn sms_provider(settings: &Settings) -> anyhow::Result<Option<SmsProvider>> {
 /// mailer (to close its pooled connections at shutdown).
 pub fn outbox_worker(
     settings: &Settings,
-    rekey: &Rekey,
+    deps: &Deps,
 ) -> anyhow::Result<(Worker, Option<Arc<SmtpMailer>>)> {
     let config = WorkerConfig {
         poll: Duration::from_millis(settings.outbox.poll_ms),
@@ -207,7 +215,7 @@ pub fn outbox_worker(
         backoff: Duration::from_millis(settings.outbox.backoff_ms),
         concurrency: settings.outbox.concurrency,
     };
-    let clock = rekey.clock().clone();
+    let clock = deps.clock.clone();
     let mut transports = Transports::default();
     let mut mailer = None;
     if let Some(host) = set(&settings.smtp.host) {
@@ -257,8 +265,8 @@ pub fn outbox_worker(
         None => None,
     };
     let worker = Worker::new(
-        rekey.store().clone(),
-        rekey.sealer().clone(),
+        deps.store.clone(),
+        deps.sealer.clone(),
         Templates::builtin()?,
         transports,
         clock,
@@ -271,18 +279,13 @@ pub fn outbox_worker(
 /// Runs the server until SIGINT/SIGTERM, finishing in-flight requests within the shutdown
 /// timeout.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let rekey = build(&settings).await?;
-    if rekey
-        .store()
-        .count_tokens()
+    let deps = deps(&settings).await?;
+    let rekey = Arc::new(Rekey::new(deps.clone(), core_config(&settings)));
+    if let Some(issued) = rekey
+        .create_first_token()
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        == 0
+        .map_err(|e| anyhow::anyhow!("creating the first token: {e}"))?
     {
-        let issued = rekey
-            .create_token(Role::System)
-            .await
-            .map_err(|e| anyhow::anyhow!("creating the first token: {e}"))?;
         // Printed once, to stderr, so a newcomer can call the API straight away.
         eprintln!(
             "\nNo API token existed, so a system token was created. It is shown only this once:\n\n    {}\n",
@@ -293,7 +296,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         rekey,
         settings: Arc::new(serve_settings(&settings)?),
     };
-    let (worker, mailer) = outbox_worker(&settings, &state.rekey)?;
+    let (worker, mailer) = outbox_worker(&settings, &deps)?;
     let app = rekey_api::router(state);
     let tls = tls_config(&settings)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -386,7 +389,7 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use rekey_core::model::Channel;
+    use rekey_core::domain::Channel;
 
     use super::*;
 
@@ -408,8 +411,8 @@ mod tests {
     async fn channels_follow_the_settings_and_the_webhook_wins_over_twilio() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
-        let rekey = build(&s).await.unwrap();
-        let (worker, mailer) = outbox_worker(&s, &rekey).unwrap();
+        let deps = deps(&s).await.unwrap();
+        let (worker, mailer) = outbox_worker(&s, &deps).unwrap();
         assert!(worker.channels().is_empty() && mailer.is_none());
         assert_eq!(
             channel_lines(&s),
@@ -431,7 +434,7 @@ mod tests {
             "not configured: email messages stay queued"
         );
         assert!(
-            outbox_worker(&s, &rekey).unwrap().0.channels().is_empty(),
+            outbox_worker(&s, &deps).unwrap().0.channels().is_empty(),
             "blank is unset"
         );
         s.smtp.host = Some("127.0.0.1".to_owned());
@@ -439,7 +442,7 @@ mod tests {
         s.sms.twilio_account_sid = Some("AC1".to_owned());
         s.sms.twilio_auth_token = Some("token".to_owned());
         s.sms.twilio_from = Some("+15550001".to_owned());
-        let (worker, mailer) = outbox_worker(&s, &rekey).unwrap();
+        let (worker, mailer) = outbox_worker(&s, &deps).unwrap();
         assert_eq!(worker.channels(), [Channel::Email, Channel::Sms]);
         assert!(mailer.is_some());
         assert_eq!(channel_lines(&s)[0].1, "configured: 127.0.0.1:25 (none)");

@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
+use rekey_core::domain::UserId;
+use rekey_core::domain::{Channel, Details};
 use rekey_core::flows::{Caller, Delivery, SetPassword, Verification};
-use rekey_core::ids::UserId;
-use rekey_core::model::{Channel, Details};
-use rekey_core::url_template::UrlTemplate;
+use rekey_core::policy::url_template::UrlTemplate;
 use rekey_core::{Error, ErrorKind};
 use rekey_proto::zitadel::management::v1 as mgmt;
 use rekey_proto::zitadel::object::v2 as object_v2;

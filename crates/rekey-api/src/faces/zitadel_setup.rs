@@ -2,11 +2,13 @@
 //! AddHumanUser, GetUserByID, ListUsers, the state changes, AddOrganization. Like
 //! `faces::zitadel`, every wire form calls these.
 
+use rekey_core::domain::{EmailAddress, PhoneNumber};
+use rekey_core::domain::{OrgRef, Transition, UserQuery};
+use rekey_core::domain::{TenantId, UserId};
+use rekey_core::domain::{User, UserState};
+use rekey_core::flows::NewAdmin;
 use rekey_core::flows::{NewUser, NewUserOptions};
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::model::{User, UserState};
-use rekey_core::setup::{NewAdmin, OrgRef, TextMatch, Transition, UserFilter, UserQuery};
-use rekey_core::validate::{EmailAddress, PhoneNumber};
+use rekey_core::ports::store::{TextMatch, UserFilter};
 use rekey_core::Error;
 use rekey_proto::zitadel::object::v2 as object_v2;
 use rekey_proto::zitadel::org::v2 as org_v2;
@@ -266,12 +268,13 @@ pub async fn list_users(
             .collect::<Result<_, _>>()?,
     };
     let caller = meta.authenticated(state).await?;
-    let page = state.rekey.list_users(&caller, query).await?;
+    let listed = state.rekey.list_users_at(&caller, query).await?;
+    let page = listed.page;
     Ok(user_v2::ListUsersResponse {
         details: Some(object_v2::ListDetails {
             total_result: page.total,
             processed_sequence: 0,
-            timestamp: Some(timestamp(state.rekey.clock().now())),
+            timestamp: Some(timestamp(listed.at)),
         }),
         sorting_column: req.sorting_column,
         result: page.users.iter().map(user_message).collect(),

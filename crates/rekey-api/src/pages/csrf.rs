@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use http::HeaderMap;
-use rekey_core::clock::{OsRandom, Random};
+use rekey_core::ports::{OsRandom, Random};
 use subtle::ConstantTimeEq;
 
 pub const COOKIE: &str = "rekey_csrf";

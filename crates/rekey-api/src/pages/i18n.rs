@@ -1,7 +1,7 @@
 //! The pages' two languages: every text of both in one place, and the choice from `?lang=`
 //! (or the form's `lang` field), else `Accept-Language` with its q-values, else English.
 
-use rekey_core::password::{PasswordPolicy, PasswordRule};
+use rekey_core::policy::password::{PasswordPolicy, PasswordRule};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,11 +20,11 @@ use axum::routing::get;
 use axum::Router;
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
+use rekey_core::domain::TenantSettings;
+use rekey_core::domain::{EmailAddress, MAX_CNAME_LEN};
+use rekey_core::domain::{TenantId, UserId};
 use rekey_core::error::ErrorHint;
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::model::TenantSettings;
-use rekey_core::password::PasswordPolicy;
-use rekey_core::validate::{EmailAddress, MAX_CNAME_LEN};
+use rekey_core::policy::password::PasswordPolicy;
 use rekey_core::{Error, ErrorKind};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -492,7 +492,10 @@ enum FormError {
     CodeNotFound,
     CodeFormat,
     Mismatch,
-    Policy(PasswordPolicy, Vec<rekey_core::password::PasswordRule>),
+    Policy(
+        PasswordPolicy,
+        Vec<rekey_core::policy::password::PasswordRule>,
+    ),
     RateLimited(Error),
 }
 

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rekey_core::flows::{Config, Limits};
-use rekey_core::model::User;
+use rekey_core::domain::User;
+use rekey_core::policy::{Config, Limits};
 use rekey_testkit::DbKind;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use rekey_core::model::{MessageKind, UserState};
+use rekey_core::domain::{MessageKind, UserState};
 use rekey_testkit::DbKind;
 use serde_json::{json, Value};
 

@@ -7,19 +7,20 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_api::{AppState, ServeSettings};
-use rekey_core::clock::{ManualClock, OsRandom, Random};
-use rekey_core::code::CodeMac;
+use rekey_core::crypto::CodeMac;
+use rekey_core::crypto::KeyRing;
 use rekey_core::crypto::Sealer;
-use rekey_core::flows::{Config, NewUser, Rekey};
-use rekey_core::hasher::{HashParams, PasswordHasher};
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::keys::KeyRing;
-use rekey_core::model::{
+use rekey_core::crypto::{HashParams, PasswordHasher};
+use rekey_core::domain::MessagePayload;
+use rekey_core::domain::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::domain::{
     Event, MessageKind, OutboxMessage, OutboxState, ResetCodeRecord, Role, Tenant, User, UserState,
 };
-use rekey_core::outbox::MessagePayload;
-use rekey_core::store::EventFilter;
-use rekey_core::validate::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::domain::{TenantId, UserId};
+use rekey_core::flows::{Deps, NewUser, Rekey};
+use rekey_core::policy::Config;
+use rekey_core::ports::store::{EventFilter, Store};
+use rekey_core::ports::{ManualClock, OsRandom, Random};
 use rekey_testkit::{DbKind, TestDb};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -42,6 +43,9 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub rekey: Arc<Rekey>,
+    /// The parts the flows run on: the tests read rows, open sealed bodies and check hashes
+    /// through these, never through the service.
+    pub deps: Deps,
     pub clock: Arc<ManualClock>,
     /// Two tenants in every fixture.
     pub t1: Tenant,
@@ -113,15 +117,15 @@ async fn spawn_app_on(
         parallelism: 1,
     };
     let hasher = PasswordHasher::new(cheap, 2, 64, rng.clone()).unwrap();
-    let rekey = Arc::new(Rekey::new(
+    let deps = Deps {
         store,
-        clock.clone(),
+        clock: clock.clone(),
         rng,
-        CodeMac::new(codes),
-        Sealer::new(outbox),
+        codes: CodeMac::new(codes),
+        sealer: Sealer::new(outbox),
         hasher,
-        config,
-    ));
+    };
+    let rekey = Arc::new(Rekey::new(deps.clone(), config));
     let state = AppState {
         rekey: rekey.clone(),
         settings: Arc::new(ServeSettings::default()),
@@ -166,6 +170,7 @@ async fn spawn_app_on(
             .build()
             .unwrap(),
         rekey,
+        deps,
         clock,
         t1,
         t2,
@@ -265,6 +270,11 @@ impl Snapshot {
 }
 
 impl TestApp {
+    /// The store behind the service, to look at rows directly.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.deps.store
+    }
+
     /// Moves the clock on by a millisecond, so ids drawn in different steps never share one
     /// (ids are the clock's milliseconds plus 22 random bits).
     pub fn tick(&self) {
@@ -272,7 +282,7 @@ impl TestApp {
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        use rekey_core::clock::Clock;
+        use rekey_core::ports::Clock;
         self.clock.now()
     }
 
@@ -353,8 +363,7 @@ impl TestApp {
 
     /// The user's row as stored now.
     pub async fn user(&self, user: &User) -> User {
-        self.rekey
-            .store()
+        self.store()
             .user(&user.tenant_id, &user.id)
             .await
             .unwrap()
@@ -362,8 +371,7 @@ impl TestApp {
     }
 
     pub async fn pending_code(&self, user: &User) -> Option<ResetCodeRecord> {
-        self.rekey
-            .store()
+        self.store()
             .pending_code(&user.tenant_id, &user.id)
             .await
             .unwrap()
@@ -378,16 +386,11 @@ impl TestApp {
     }
 
     pub async fn events(&self) -> Vec<Event> {
-        self.rekey
-            .store()
-            .events(&EventFilter::default())
-            .await
-            .unwrap()
+        self.store().events(&EventFilter::default()).await.unwrap()
     }
 
     pub async fn user_events(&self, user: &User) -> Vec<Event> {
-        self.rekey
-            .store()
+        self.store()
             .events(&EventFilter {
                 tenant_id: Some(user.tenant_id.clone()),
                 aggregate_id: Some(user.id.to_string()),
@@ -399,7 +402,7 @@ impl TestApp {
 
     /// Every outbox row, oldest first.
     pub async fn outbox(&self) -> Vec<OutboxMessage> {
-        self.rekey.store().outbox_messages(None, 0).await.unwrap()
+        self.store().outbox_messages(None, 0).await.unwrap()
     }
 
     /// The user's outbox rows of one kind, oldest first.
@@ -413,7 +416,7 @@ impl TestApp {
 
     /// Opens a sealed outbox body.
     pub fn open(&self, message: &OutboxMessage) -> MessagePayload {
-        MessagePayload::open(self.rekey.sealer(), message).expect("sealed body opens")
+        MessagePayload::open(&self.deps.sealer, message).expect("sealed body opens")
     }
 
     /// The code inside the newest `password_reset`/`password_init` message of `user`.
@@ -438,14 +441,12 @@ impl TestApp {
         let mut users = Vec::new();
         for (tenant, id) in ids {
             let user = self
-                .rekey
                 .store()
                 .user(&tenant, &id)
                 .await
                 .unwrap()
                 .expect("fixture user");
             let pending = self
-                .rekey
                 .store()
                 .pending_code(&tenant, &id)
                 .await
@@ -478,8 +479,8 @@ impl TestApp {
         let Some(hash) = self.user(user).await.password_hash else {
             return false;
         };
-        self.rekey
-            .hasher()
+        self.deps
+            .hasher
             .verify(SecretString::from(password.to_owned()), hash)
             .await
             .unwrap()

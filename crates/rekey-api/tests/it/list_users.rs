@@ -1,7 +1,7 @@
 //! v2 ListUsers (SPEC §11) over REST: who sees whom, the deleted rule, filters and paging, as
 //! the store now evaluates them in SQL.
 
-use rekey_core::model::UserState;
+use rekey_core::domain::UserState;
 use rekey_testkit::DbKind;
 use serde_json::{json, Value};
 
@@ -39,7 +39,7 @@ async fn list_users_scopes_filters_and_pages(db: DbKind) {
     let gone = app.add_user(&app.t1, "gone@acme.test").await;
     let dora = app.add_user(&app.t2, "dora@other.test").await;
     app.set_state(&gone, UserState::Deleted).await;
-    let id = |u: &rekey_core::model::User| u.id.to_string();
+    let id = |u: &rekey_core::domain::User| u.id.to_string();
     let asc = json!({"query": {"asc": true}});
 
     // A tenant admin: its tenant, deleted users left out; newest first by default.

@@ -2,7 +2,7 @@
 //! SetHumanInitialPassword, with the org context of `x-zitadel-orgid`.
 
 use chrono::DateTime;
-use rekey_core::model::{Channel, MessageKind, OutboxState, UserState};
+use rekey_core::domain::{Channel, MessageKind, OutboxState, UserState};
 use rekey_testkit::DbKind;
 use serde_json::json;
 

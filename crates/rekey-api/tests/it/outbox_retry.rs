@@ -3,8 +3,8 @@
 //! that is still good and re-issues a fresh code for one that is not — never a dead code.
 
 use chrono::Duration;
-use rekey_core::model::{Channel, MessageKind, OutboxState};
-use rekey_core::retry::Retried;
+use rekey_core::domain::{Channel, MessageKind, OutboxState};
+use rekey_core::flows::Retried;
 use rekey_testkit::DbKind;
 use serde_json::json;
 
@@ -19,7 +19,7 @@ both_dbs!(
 
 /// Queues an email reset for `user` and parks it as failed, as the worker does after its
 /// last attempt. Returns the message id.
-async fn parked_reset(app: &TestApp, user: &rekey_core::model::User) -> String {
+async fn parked_reset(app: &TestApp, user: &rekey_core::domain::User) -> String {
     app.password_reset(
         user.id.as_str(),
         Auth::Bearer(&app.admin1),
@@ -33,7 +33,6 @@ async fn parked_reset(app: &TestApp, user: &rekey_core::model::User) -> String {
         .pop()
         .expect("a queued message");
     assert!(app
-        .rekey
         .store()
         .park_outbox_failed(&message.tenant_id, &message.id, "gave up after 8 attempts")
         .await
@@ -83,13 +82,7 @@ async fn a_still_good_message_is_requeued_as_it_is(db: DbKind) {
     let app = spawn_app(db).await;
     let user = app.add_user(&app.t1, "ada@acme.test").await;
     let id = parked_reset(&app, &user).await;
-    let parked = app
-        .rekey
-        .store()
-        .outbox_message(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let parked = app.store().outbox_message(&id).await.unwrap().unwrap();
     let expires = parked
         .body_expires_at
         .expect("a reset body carries its code's expiry");
@@ -97,8 +90,7 @@ async fn a_still_good_message_is_requeued_as_it_is(db: DbKind) {
 
     // The worker's housekeeping leaves a body whose code is still good.
     assert_eq!(
-        app.rekey
-            .store()
+        app.store()
             .erase_expired_failed_bodies(app.now())
             .await
             .unwrap(),
@@ -106,13 +98,7 @@ async fn a_still_good_message_is_requeued_as_it_is(db: DbKind) {
     );
     let retried = app.rekey.retry_outbox_message("test", &id).await.unwrap();
     assert_eq!(retried, Retried::Requeued { id: id.clone() });
-    let row = app
-        .rekey
-        .store()
-        .outbox_message(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let row = app.store().outbox_message(&id).await.unwrap().unwrap();
     assert_eq!(row.state, OutboxState::Pending);
     assert_eq!(row.body, parked.body);
     assert_eq!(
@@ -125,33 +111,19 @@ async fn an_expired_message_is_reissued_with_a_fresh_code(db: DbKind) {
     let app = spawn_app(db).await;
     let user = app.add_user(&app.t1, "ada@acme.test").await;
     let id = parked_reset(&app, &user).await;
-    let old_code = app.open(
-        &app.rekey
-            .store()
-            .outbox_message(&id)
-            .await
-            .unwrap()
-            .unwrap(),
-    );
+    let old_code = app.open(&app.store().outbox_message(&id).await.unwrap().unwrap());
     let old_code = old_code.code.unwrap();
 
     // Past the code's hour: housekeeping erases the body.
     app.advance(Duration::minutes(61));
     assert_eq!(
-        app.rekey
-            .store()
+        app.store()
             .erase_expired_failed_bodies(app.now())
             .await
             .unwrap(),
         1
     );
-    let erased = app
-        .rekey
-        .store()
-        .outbox_message(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let erased = app.store().outbox_message(&id).await.unwrap().unwrap();
     assert!(erased.body.is_empty());
 
     let events_before = app.user_events(&user).await.len();
@@ -161,13 +133,7 @@ async fn an_expired_message_is_reissued_with_a_fresh_code(db: DbKind) {
         panic!("an erased message must be re-issued, not requeued");
     };
     assert_ne!(new_id, id);
-    let new = app
-        .rekey
-        .store()
-        .outbox_message(&new_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let new = app.store().outbox_message(&new_id).await.unwrap().unwrap();
     assert_eq!(new.state, OutboxState::Pending);
     assert_ne!(
         new.idempotency_key, erased.idempotency_key,
@@ -176,13 +142,7 @@ async fn an_expired_message_is_reissued_with_a_fresh_code(db: DbKind) {
     let new_code = app.open(&new).code.unwrap();
     assert_ne!(new_code, old_code);
     // The old message stays parked; the re-issue is an audited code issue like any reset.
-    let old = app
-        .rekey
-        .store()
-        .outbox_message(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let old = app.store().outbox_message(&id).await.unwrap().unwrap();
     assert_eq!(old.state, OutboxState::Failed);
     let events = app.user_events(&user).await;
     assert_eq!(events.len(), events_before + 1);

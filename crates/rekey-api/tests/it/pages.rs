@@ -6,8 +6,8 @@
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
-use rekey_core::flows::Config;
-use rekey_core::model::{MessageKind, TenantSettings, UserState};
+use rekey_core::domain::{MessageKind, TenantSettings, UserState};
+use rekey_core::policy::Config;
 use rekey_testkit::DbKind;
 use reqwest::StatusCode;
 

@@ -2,7 +2,7 @@
 //! checked on the wire and on the rows (nothing written).
 
 use chrono::DateTime;
-use rekey_core::model::UserState;
+use rekey_core::domain::UserState;
 use rekey_testkit::DbKind;
 use serde_json::json;
 

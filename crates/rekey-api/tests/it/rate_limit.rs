@@ -2,7 +2,7 @@
 //! the same transaction as the message; `returnCode` sends nothing and does not count.
 
 use chrono::{Duration, Timelike};
-use rekey_core::model::MessageKind;
+use rekey_core::domain::MessageKind;
 use rekey_testkit::DbKind;
 use serde_json::json;
 

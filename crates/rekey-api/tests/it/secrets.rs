@@ -1,6 +1,6 @@
 //! Secrets never leave through error bodies or the audit trail.
 
-use rekey_core::model::MessageKind;
+use rekey_core::domain::MessageKind;
 use rekey_testkit::DbKind;
 use serde_json::json;
 

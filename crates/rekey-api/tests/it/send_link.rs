@@ -2,7 +2,7 @@
 //! the SMS park for users without a phone, and the onboarding variant for `initial` users.
 
 use chrono::Duration;
-use rekey_core::model::{Channel, MessageKind, OutboxState, UserState};
+use rekey_core::domain::{Channel, MessageKind, OutboxState, UserState};
 use rekey_testkit::DbKind;
 use serde_json::json;
 
@@ -207,7 +207,6 @@ async fn sms_goes_to_the_phone_or_is_parked_failed(db: DbKind) {
     assert_eq!(row.last_error.as_deref(), Some("no phone"));
     assert_eq!(row.recipient, None);
     assert!(app
-        .rekey
         .store()
         .outbox_messages(Some(OutboxState::Failed), 0)
         .await
@@ -295,7 +294,7 @@ async fn onboarding_messages_link_to_the_set_password_page(db: DbKind) {
     let known = app.add_user(&app.t1, "known@acme.test").await;
     let link_of = |kind| {
         let app = &app;
-        move |user: rekey_core::model::User| async move {
+        move |user: rekey_core::domain::User| async move {
             app.password_reset(user.id.as_str(), Auth::Bearer(&app.admin1), &json!({}))
                 .await
                 .ok();

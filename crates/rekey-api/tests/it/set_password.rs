@@ -3,8 +3,8 @@
 //! a successful change does besides the hash (tokens revoked, notice queued, state).
 
 use chrono::Duration;
-use rekey_core::model::{Channel, MessageKind, OutboxState, UserState};
-use rekey_core::password::is_common;
+use rekey_core::domain::{Channel, MessageKind, OutboxState, UserState};
+use rekey_core::policy::password::is_common;
 use rekey_testkit::DbKind;
 use serde_json::json;
 

@@ -2,9 +2,9 @@
 //! Rekey will compute, and a caller-chosen `userId` only from a `system` principal, because ids
 //! are global and a tenant admin's choice would reveal whether another tenant holds one.
 
-use rekey_core::ids::UserId;
-use rekey_core::model::NewEvent;
-use rekey_core::store::{PasswordChange, UserChange, UserSearch};
+use rekey_core::domain::NewEvent;
+use rekey_core::domain::UserId;
+use rekey_core::ports::store::{PasswordChange, UserChange, UserSearch};
 use rekey_testkit::DbKind;
 use serde_json::{json, Value};
 
@@ -45,7 +45,7 @@ async fn all_user_ids(app: &TestApp) -> Vec<String> {
             offset: 0,
             limit: u32::MAX,
         };
-        let page = app.rekey.store().search_users(&every_user).await.unwrap();
+        let page = app.store().search_users(&every_user).await.unwrap();
         for user in page.users {
             ids.push(user.id.to_string());
         }
@@ -57,8 +57,8 @@ async fn all_user_ids(app: &TestApp) -> Vec<String> {
 /// A hash of [`START_PASSWORD`] with the fixture's cheap parameters (`m=256,t=1,p=1`).
 async fn good_hash(app: &TestApp) -> String {
     let hash = app
-        .rekey
-        .hasher()
+        .deps
+        .hasher
         .hash(secrecy::SecretString::from(START_PASSWORD.to_owned()))
         .await
         .unwrap();
@@ -167,7 +167,7 @@ async fn stored_out_of_bounds_hash_never_matches(db: DbKind) {
         hash: huge,
         change_required: false,
     });
-    app.rekey.store().change_user(&change).await.unwrap();
+    app.store().change_user(&change).await.unwrap();
     let token = app.user_token(&user).await;
     let snapshot = app.snapshot().await;
     let started = std::time::Instant::now();

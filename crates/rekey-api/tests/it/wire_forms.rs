@@ -328,7 +328,7 @@ async fn grpc_v2beta_and_management_v1_with_org_header(db: DbKind) {
         .into_inner();
     assert_eq!(answer.details.expect("details").resource_owner, t1);
     assert!(!app
-        .messages(&user, rekey_core::model::MessageKind::PasswordReset)
+        .messages(&user, rekey_core::domain::MessageKind::PasswordReset)
         .await
         .is_empty());
 

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::crypto::{CodeMac, PasswordHasher, Sealer};
 use crate::domain::{new_id, TenantId, UserId, UserState};
 use crate::error::Error;
+use crate::policy::Config;
 use crate::ports::{Clock, Random, Store};
 
 mod access;
@@ -26,14 +27,8 @@ pub use reset::{Delivery, ResetIssued};
 pub use tokens::IssuedToken;
 pub use users::{ListedUsers, NewAdmin, NewUser, NewUserOptions};
 
-// Old paths, kept while the other crates move to the new ones (issue 9).
-#[doc(hidden)]
-pub use crate::domain::token::token_hash;
-#[doc(hidden)]
-pub use crate::policy::settings::{validate_login_url, Config, EffectiveSettings, Limits};
-
 /// Everything the flows run on, built once at start. The binary builds one and hands clones
-/// to both [`Rekey::with_deps`] and the outbox worker (which needs the same store, sealer and
+/// to both [`Rekey::new`] and the outbox worker (which needs the same store, sealer and
 /// clock), so nothing outside the core has to ask a [`Rekey`] for its parts.
 #[derive(Clone)]
 pub struct Deps {
@@ -80,15 +75,18 @@ fn state_error(state: UserState) -> Option<Error> {
 }
 
 impl Rekey {
-    pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        rng: Arc<dyn Random>,
-        codes: CodeMac,
-        sealer: Sealer,
-        hasher: PasswordHasher,
-        config: Config,
-    ) -> Self {
+    /// The flows over `deps`, with the instance-wide defaults in `config`. There are no getters
+    /// for the parts: whoever else needs the store, clock or sealer (the outbox worker, tests)
+    /// keeps its own clone of the [`Deps`] it built.
+    pub fn new(deps: Deps, config: Config) -> Self {
+        let Deps {
+            store,
+            clock,
+            rng,
+            codes,
+            sealer,
+            hasher,
+        } = deps;
         Self {
             store,
             clock,
@@ -100,44 +98,10 @@ impl Rekey {
         }
     }
 
-    /// The flows over `deps`, with the instance-wide defaults in `config`.
-    pub fn with_deps(deps: Deps, config: Config) -> Self {
-        let Deps {
-            store,
-            clock,
-            rng,
-            codes,
-            sealer,
-            hasher,
-        } = deps;
-        Self::new(store, clock, rng, codes, sealer, hasher, config)
-    }
-
-    /// The store behind the flows. Callers outside the core are moving to flows instead:
-    /// [`Rekey::ready`], [`Rekey::list_outbox`], [`Rekey::outbox_message`], [`Rekey::events`],
-    /// [`Rekey::create_first_token`], and [`Deps`] for the outbox worker.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
+    /// The instance-wide settings (public URL, default link templates, limits): values, not
+    /// a way around the flows.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The clock of the flows. Callers outside the core are moving to [`Deps`] (the worker)
-    /// and [`Rekey::list_users_at`] (the listing's timestamp).
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
-    /// The outbox sealer. Callers outside the core are moving to [`Deps`].
-    pub fn sealer(&self) -> &Sealer {
-        &self.sealer
-    }
-
-    /// The password hasher. Callers outside the core are moving to [`Deps`].
-    pub fn hasher(&self) -> &PasswordHasher {
-        &self.hasher
     }
 
     pub(crate) fn now(&self) -> DateTime<Utc> {

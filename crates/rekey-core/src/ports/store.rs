@@ -96,7 +96,7 @@ pub struct NewResetCode {
     pub id: String,
     pub key_id: String,
     pub mac: Vec<u8>,
-    pub kind: crate::model::CodeKind,
+    pub kind: crate::domain::CodeKind,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -454,7 +454,7 @@ impl<T> Store for T where
 }
 
 /// The store traits, for code that calls them on a concrete or generic store (a `dyn Store`
-/// needs no import): `use rekey_core::store::prelude::*;`.
+/// needs no import): `use rekey_core::ports::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
         AuditLog, CodeStore, Health, OutboxStore, RateLimitStore, Store, TenantStore, TokenStore,

@@ -2,11 +2,11 @@
 //! exactly like a user that does not exist —, the v1 org rule (`x-zitadel-orgid`), and what
 //! the `user` role may do. Every refusal writes nothing.
 
+use rekey_core::domain::EmailAddress;
+use rekey_core::domain::Transition;
+use rekey_core::domain::UserId;
+use rekey_core::domain::{Channel, MessageKind};
 use rekey_core::flows::{Caller, Delivery, SetPassword, Verification};
-use rekey_core::ids::UserId;
-use rekey_core::model::{Channel, MessageKind};
-use rekey_core::setup::Transition;
-use rekey_core::validate::EmailAddress;
 use rekey_core::ErrorKind;
 use secrecy::SecretString;
 

@@ -2,9 +2,9 @@
 //! transaction — who, what, when, from where —, the user's sequence is its event count, the
 //! details a flow returns match both, a wrong code appends nothing, and no secret is ever in it.
 
+use rekey_core::domain::Transition;
+use rekey_core::domain::{Event, UserState};
 use rekey_core::flows::{SetPassword, Verification};
-use rekey_core::model::{Event, UserState};
-use rekey_core::setup::Transition;
 use secrecy::SecretString;
 use serde_json::json;
 

@@ -3,9 +3,9 @@
 //! seconds left in its fixed window, writes nothing, and lets the next window through.
 
 use chrono::{Duration, Timelike};
+use rekey_core::domain::EmailAddress;
+use rekey_core::domain::{Channel, MessageKind, TenantSettings};
 use rekey_core::flows::{Caller, Delivery};
-use rekey_core::model::{Channel, MessageKind, TenantSettings};
-use rekey_core::validate::EmailAddress;
 use rekey_core::{Error, ErrorKind};
 
 use crate::support::{assert_err, Fixture, NEW_PASSWORD, UNKNOWN_ID};
@@ -116,7 +116,7 @@ async fn thirty_code_submissions_per_ip_per_minute() {
     let f = Fixture::new().await;
     let user = f.add_user(&f.t1, "tries@acme.test").await;
     let code = f.return_code(&user).await;
-    let unknown = rekey_core::ids::UserId::parse(UNKNOWN_ID).unwrap();
+    let unknown = rekey_core::domain::UserId::parse(UNKNOWN_ID).unwrap();
     let ip = Fixture::anonymous_from("198.51.100.7");
 
     // Counted whatever the id names.

@@ -3,7 +3,7 @@
 //! that passed validation gets the same `Ok(())`; only an account that may be reset gets a
 //! message and an event, and nothing at all is written for the rest.
 
-use rekey_core::model::{MessageKind, OutboxState, UserState};
+use rekey_core::domain::{MessageKind, OutboxState, UserState};
 
 use crate::support::{Fixture, NEW_PASSWORD};
 

@@ -3,10 +3,10 @@
 //! which user states may be reset.
 
 use chrono::Duration;
-use rekey_core::code::REKEY_ALPHABET;
+use rekey_core::domain::reset_code::REKEY_ALPHABET;
+use rekey_core::domain::{Channel, CodeKind, MessageKind, OutboxState, UserState};
 use rekey_core::flows::Delivery;
-use rekey_core::model::{Channel, CodeKind, MessageKind, OutboxState, UserState};
-use rekey_core::url_template::UrlTemplate;
+use rekey_core::policy::url_template::UrlTemplate;
 use rekey_core::ErrorKind;
 use secrecy::ExposeSecret;
 

@@ -3,11 +3,11 @@
 //! password; and by an admin.
 
 use chrono::Duration;
+use rekey_core::domain::UserId;
+use rekey_core::domain::{MessageKind, OutboxState, TenantSettings, UserState};
 use rekey_core::error::ErrorHint;
 use rekey_core::flows::{SetPassword, Verification};
-use rekey_core::ids::UserId;
-use rekey_core::model::{MessageKind, OutboxState, TenantSettings, UserState};
-use rekey_core::password::PasswordRule;
+use rekey_core::policy::password::PasswordRule;
 use rekey_core::ErrorKind;
 use secrecy::SecretString;
 

@@ -6,20 +6,21 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use rekey_core::clock::{Clock, ManualClock, Random, SeededRandom};
-use rekey_core::code::CodeMac;
+use rekey_core::crypto::CodeMac;
+use rekey_core::crypto::KeyRing;
 use rekey_core::crypto::Sealer;
-use rekey_core::flows::{Caller, Config, Delivery, NewUser, Rekey, ResetIssued};
-use rekey_core::hasher::{HashParams, PasswordHasher};
-use rekey_core::ids::UserId;
-use rekey_core::keys::KeyRing;
-use rekey_core::model::{
+use rekey_core::crypto::{HashParams, PasswordHasher};
+use rekey_core::domain::MessagePayload;
+use rekey_core::domain::UserId;
+use rekey_core::domain::{
     Channel, Details, Event, MessageKind, OutboxMessage, Principal, ResetCodeRecord, Role, Tenant,
     User, UserState,
 };
-use rekey_core::outbox::MessagePayload;
-use rekey_core::store::{EventFilter, Store};
-use rekey_core::validate::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::domain::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::flows::{Caller, Delivery, Deps, NewUser, Rekey, ResetIssued};
+use rekey_core::policy::Config;
+use rekey_core::ports::store::{EventFilter, Store};
+use rekey_core::ports::{Clock, ManualClock, Random, SeededRandom};
 use rekey_core::{Error, ErrorKind};
 use rekey_store::SqliteStore;
 use secrecy::{ExposeSecret, SecretString};
@@ -39,6 +40,8 @@ pub fn start_time() -> DateTime<Utc> {
 
 pub struct Fixture {
     pub rekey: Rekey,
+    /// The parts the flows run on, kept to look at the rows, open sealed bodies and check hashes.
+    pub deps: Deps,
     pub clock: Arc<ManualClock>,
     pub t1: Tenant,
     pub t2: Tenant,
@@ -70,15 +73,15 @@ impl Fixture {
             parallelism: 1,
         };
         let hasher = PasswordHasher::new(cheap, 2, 64, rng.clone()).unwrap();
-        let rekey = Rekey::new(
+        let deps = Deps {
             store,
-            clock.clone(),
+            clock: clock.clone(),
             rng,
-            CodeMac::new(codes),
-            Sealer::new(outbox),
+            codes: CodeMac::new(codes),
+            sealer: Sealer::new(outbox),
             hasher,
-            config,
-        );
+        };
+        let rekey = Rekey::new(deps.clone(), config);
         let t1 = rekey
             .add_tenant("test", "Acme", Cname::parse("acme.test").unwrap())
             .await
@@ -90,6 +93,7 @@ impl Fixture {
             .unwrap();
         let mut fixture = Self {
             rekey,
+            deps,
             clock,
             t1,
             t2,
@@ -311,7 +315,7 @@ impl Fixture {
     // ------------------------------------------------------------------ rows
 
     pub fn store(&self) -> &Arc<dyn Store> {
-        self.rekey.store()
+        &self.deps.store
     }
 
     /// The user's row as stored now.
@@ -370,7 +374,7 @@ impl Fixture {
 
     /// Opens a sealed outbox body.
     pub fn open(&self, message: &OutboxMessage) -> MessagePayload {
-        MessagePayload::open(self.rekey.sealer(), message).expect("sealed body opens")
+        MessagePayload::open(&self.deps.sealer, message).expect("sealed body opens")
     }
 
     /// The code inside the newest reset or onboarding message of `user`.
@@ -395,8 +399,8 @@ impl Fixture {
         let Some(hash) = self.user(user).await.password_hash else {
             return false;
         };
-        self.rekey
-            .hasher()
+        self.deps
+            .hasher
             .verify(SecretString::from(password.to_owned()), hash)
             .await
             .unwrap()

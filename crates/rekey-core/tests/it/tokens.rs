@@ -1,8 +1,9 @@
 //! API tokens (SPEC §1, §2, §10): stored only as SHA-256, authenticated to their role, and a
 //! user's own tokens revoked when their password changes or they are deleted — nobody else's.
 
-use rekey_core::flows::{token_hash, SetPassword, Verification};
-use rekey_core::model::{Role, UserState};
+use rekey_core::domain::token_hash;
+use rekey_core::domain::{Role, UserState};
+use rekey_core::flows::{SetPassword, Verification};
 use rekey_core::ErrorKind;
 use secrecy::{ExposeSecret, SecretString};
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rekey_core::clock::ManualClock;
-use rekey_core::model::Channel;
+use rekey_core::domain::Channel;
+use rekey_core::ports::ManualClock;
 use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
 use rekey_notify::Transport;

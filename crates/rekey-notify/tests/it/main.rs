@@ -11,9 +11,9 @@ mod sms;
 mod worker;
 
 use chrono::{DateTime, TimeZone, Utc};
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::model::{Channel, MessageKind, OutboxMessage, OutboxState};
-use rekey_core::outbox::MessagePayload;
+use rekey_core::domain::MessagePayload;
+use rekey_core::domain::{Channel, MessageKind, OutboxMessage, OutboxState};
+use rekey_core::domain::{TenantId, UserId};
 use rekey_notify::{Rendered, Templates};
 
 pub const CODE: &str = "QX7KM2PA";

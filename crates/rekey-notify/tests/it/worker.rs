@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rekey_core::clock::{OsRandom, Random, SystemClock};
 use rekey_core::crypto::Sealer;
-use rekey_core::model::{OutboxMessage, OutboxState};
-use rekey_core::store::Store;
+use rekey_core::domain::{OutboxMessage, OutboxState};
+use rekey_core::ports::store::Store;
+use rekey_core::ports::{OsRandom, Random, SystemClock};
 use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
 use rekey_notify::{Templates, Transports, Worker, WorkerConfig};

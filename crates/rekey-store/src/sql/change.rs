@@ -1,8 +1,8 @@
 //! The transaction of a [`UserChange`]: every write of one flow step for one user, in the order
 //! the type documents.
 
-use rekey_core::model::UserState;
-use rekey_core::store::{StoreError, UserChange};
+use rekey_core::domain::UserState;
+use rekey_core::ports::store::{StoreError, UserChange};
 
 use super::backend::SqlBackend;
 use super::SqlStore;

@@ -2,9 +2,9 @@
 //! are written by a user change (`change.rs`).
 
 use async_trait::async_trait;
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::model::ResetCodeRecord;
-use rekey_core::store::{AttemptReservation, CodeStore, StoreError};
+use rekey_core::domain::ResetCodeRecord;
+use rekey_core::domain::{TenantId, UserId};
+use rekey_core::ports::store::{AttemptReservation, CodeStore, StoreError};
 
 use super::backend::SqlBackend;
 use super::rows::{CodeRow, CODE_COLUMNS};

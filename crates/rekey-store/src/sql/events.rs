@@ -3,9 +3,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rekey_core::ids::TenantId;
-use rekey_core::model::{Event, NewEvent};
-use rekey_core::store::{AuditLog, EventFilter, StoreError};
+use rekey_core::domain::TenantId;
+use rekey_core::domain::{Event, NewEvent};
+use rekey_core::ports::store::{AuditLog, EventFilter, StoreError};
 
 use super::backend::SqlBackend;
 use super::rows::{EventRow, EVENT_COLUMNS};

@@ -5,9 +5,9 @@
 //! ([`UserStore`]; the transaction of a user change in `change.rs`), `codes.rs`, `tokens.rs`,
 //! `outbox.rs`, `events.rs` ([`AuditLog`]), `rate_limits.rs`; the rows they read in `rows.rs`.
 //!
-//! [`TenantStore`]: rekey_core::store::TenantStore
-//! [`UserStore`]: rekey_core::store::UserStore
-//! [`AuditLog`]: rekey_core::store::AuditLog
+//! [`TenantStore`]: rekey_core::ports::store::TenantStore
+//! [`UserStore`]: rekey_core::ports::store::UserStore
+//! [`AuditLog`]: rekey_core::ports::store::AuditLog
 
 mod backend;
 mod change;
@@ -24,7 +24,7 @@ mod users;
 use std::fmt;
 
 use async_trait::async_trait;
-use rekey_core::store::{Health, StoreError};
+use rekey_core::ports::store::{Health, StoreError};
 use sqlx::{Database, Pool, Transaction};
 
 pub(crate) use dialect::Dialect;
@@ -33,7 +33,7 @@ use crate::error::db_error;
 use backend::SqlBackend;
 use backend::{Decodes, Reads, Stmt};
 
-/// A [`Store`](rekey_core::store::Store) on an sqlx database: [`crate::SqliteStore`] or [`crate::PgStore`].
+/// A [`Store`](rekey_core::ports::store::Store) on an sqlx database: [`crate::SqliteStore`] or [`crate::PgStore`].
 ///
 /// Reads go to `reader`, writes to `writer` in a write transaction. On PostgreSQL both are the
 /// same pool; on SQLite the writer is a pool of one connection (see [`crate::sqlite`]).

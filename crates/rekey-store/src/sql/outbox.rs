@@ -3,9 +3,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rekey_core::ids::TenantId;
-use rekey_core::model::{Channel, OutboxMessage, OutboxState};
-use rekey_core::store::{OutboxStore, StoreError};
+use rekey_core::domain::TenantId;
+use rekey_core::domain::{Channel, OutboxMessage, OutboxState};
+use rekey_core::ports::store::{OutboxStore, StoreError};
 
 use super::backend::{SqlBackend, Stmt};
 use super::rows::{OutboxRow, OUTBOX_COLUMNS};

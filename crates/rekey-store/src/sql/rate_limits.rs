@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rekey_core::store::{RateLimitHit, RateLimitStore, StoreError};
+use rekey_core::ports::store::{RateLimitHit, RateLimitStore, StoreError};
 
 use super::backend::SqlBackend;
 use super::SqlStore;

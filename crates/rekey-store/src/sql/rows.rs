@@ -3,9 +3,9 @@
 //! the database cannot: enum names, timestamp ranges, non-negative counters, JSON, and which
 //! columns a token's role requires. A row that fails these checks is `Corrupt`.
 
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::model::{ApiToken, Event, OutboxMessage, ResetCodeRecord, Role, Tenant, User};
-use rekey_core::store::StoreError;
+use rekey_core::domain::{ApiToken, Event, OutboxMessage, ResetCodeRecord, Role, Tenant, User};
+use rekey_core::domain::{TenantId, UserId};
+use rekey_core::ports::store::StoreError;
 
 use crate::codec::{from_json, opt_time, parse, time, to_u32, to_u64};
 use crate::error::corrupt;

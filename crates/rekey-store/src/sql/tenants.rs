@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rekey_core::ids::TenantId;
-use rekey_core::model::{NewEvent, Tenant, TenantSettings};
-use rekey_core::store::{StoreError, TenantStore};
+use rekey_core::domain::TenantId;
+use rekey_core::domain::{NewEvent, Tenant, TenantSettings};
+use rekey_core::ports::store::{StoreError, TenantStore};
 
 use super::backend::SqlBackend;
 use super::rows::{TenantRow, TENANT_COLUMNS};

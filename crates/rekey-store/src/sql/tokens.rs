@@ -1,8 +1,8 @@
 //! [`TokenStore`] on SQL: API tokens, found by the SHA-256 of their secret (a global table).
 
 use async_trait::async_trait;
-use rekey_core::model::{ApiToken, Role};
-use rekey_core::store::{StoreError, TokenStore};
+use rekey_core::domain::{ApiToken, Role};
+use rekey_core::ports::store::{StoreError, TokenStore};
 
 use super::backend::SqlBackend;
 use super::rows::{TokenRow, TOKEN_COLUMNS};

@@ -3,9 +3,9 @@
 //! `change.rs`.
 
 use async_trait::async_trait;
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::model::{Details, NewEvent, User, UserState};
-use rekey_core::store::{
+use rekey_core::domain::{Details, NewEvent, User, UserState};
+use rekey_core::domain::{TenantId, UserId};
+use rekey_core::ports::store::{
     StoreError, TextMatch, UserChange, UserFilter, UserPage, UserSearch, UserStore,
 };
 

@@ -9,7 +9,7 @@ use std::task::Context;
 use std::time::Duration;
 
 use futures::task::noop_waker_ref;
-use rekey_core::store::{RateLimitHit, UserChange};
+use rekey_core::ports::store::{RateLimitHit, UserChange};
 
 use crate::harness::{event, new_code, seed, t, tid, uid, Fixture};
 
@@ -109,7 +109,7 @@ async fn cancelled_writes_never_poison_the_writer(fx: Fixture) {
 /// be had is not ready, and says so within the store's wait bound instead of hanging.
 #[tokio::test]
 async fn sqlite_ping_fails_while_the_write_lock_is_held_elsewhere() {
-    use rekey_core::store::StoreError;
+    use rekey_core::ports::store::StoreError;
     use sqlx::Connection;
 
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
-use rekey_core::model::{OutboxState, Role, UserState};
-use rekey_core::store::{EventFilter, PasswordChange, RateLimitHit, StoreError, UserChange};
+use rekey_core::domain::{OutboxState, Role, UserState};
+use rekey_core::ports::store::{EventFilter, PasswordChange, RateLimitHit, StoreError, UserChange};
 
 use crate::harness::{event, message, new_code, seed, t, tid, token, uid, Fixture};
 
@@ -225,7 +225,7 @@ async fn revokes_only_that_users_user_tokens(fx: Fixture) {
 async fn outbox_rows_written_with_the_change(fx: Fixture) {
     seed(&fx).await;
     let mut parked = message("t1", "u1", "m2", OutboxState::Failed);
-    parked.channel = rekey_core::model::Channel::Sms;
+    parked.channel = rekey_core::domain::Channel::Sms;
     parked.recipient = None;
     parked.last_error = Some("no phone".to_owned());
     parked.created_at = t(11);

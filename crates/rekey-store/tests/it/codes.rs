@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use rekey_core::model::CodeKind;
-use rekey_core::store::{AttemptReservation, Store, StoreError, UserChange};
+use rekey_core::domain::CodeKind;
+use rekey_core::ports::store::{AttemptReservation, Store, StoreError, UserChange};
 
 use crate::harness::{event, issue_code, new_code, seed, t, tid, uid, Fixture};
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rekey_core::store::{Health, Store, UserChange};
+use rekey_core::ports::store::{Health, Store, UserChange};
 use rekey_store::{ConnectError, SqliteStore};
 
 use crate::harness::{event, issue_code, seed, t, tid, uid, Fixture};

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use rekey_core::ids::{TenantId, UserId};
-use rekey_core::model::{
+use rekey_core::domain::{
     ApiToken, Channel, CodeKind, MessageKind, NewEvent, OutboxMessage, OutboxState, Role, Tenant,
     TenantSettings, User, UserState,
 };
-use rekey_core::store::{NewResetCode, Store, UserChange, UserSearch};
+use rekey_core::domain::{TenantId, UserId};
+use rekey_core::ports::store::{NewResetCode, Store, UserChange, UserSearch};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};

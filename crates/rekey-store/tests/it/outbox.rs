@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Duration;
-use rekey_core::model::{Channel, OutboxMessage, OutboxState};
-use rekey_core::store::{Store, UserChange};
+use rekey_core::domain::{Channel, OutboxMessage, OutboxState};
+use rekey_core::ports::store::{Store, UserChange};
 
 use crate::harness::{event, message, seed, t, tid, uid, Fixture};
 

@@ -1,5 +1,5 @@
-use rekey_core::model::OutboxState;
-use rekey_core::store::{RateLimitHit, StoreError, UserChange};
+use rekey_core::domain::OutboxState;
+use rekey_core::ports::store::{RateLimitHit, StoreError, UserChange};
 
 use crate::harness::{event, message, new_code, seed, t, tid, uid, Fixture};
 

@@ -1,5 +1,5 @@
-use rekey_core::model::TenantSettings;
-use rekey_core::store::{EventFilter, StoreError};
+use rekey_core::domain::TenantSettings;
+use rekey_core::ports::store::{EventFilter, StoreError};
 
 use crate::harness::{event, seed, t, tenant, tid, Fixture};
 

@@ -1,5 +1,5 @@
-use rekey_core::model::Role;
-use rekey_core::store::StoreError;
+use rekey_core::domain::Role;
+use rekey_core::ports::store::StoreError;
 
 use crate::harness::{seed, t, tid, token, uid, Fixture};
 

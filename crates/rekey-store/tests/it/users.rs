@@ -1,5 +1,5 @@
-use rekey_core::model::{User, UserState};
-use rekey_core::store::{EventFilter, StoreError, TextMatch, UserFilter, UserSearch};
+use rekey_core::domain::{User, UserState};
+use rekey_core::ports::store::{EventFilter, StoreError, TextMatch, UserFilter, UserSearch};
 
 use crate::harness::{event, every_user, seed, t, tenant, tid, uid, user, Fixture};
 
@@ -16,7 +16,7 @@ conformance!(
 
 async fn list_users_and_tenants_stay_within_their_tenant(fx: Fixture) {
     seed(&fx).await;
-    let ids = |page: rekey_core::store::UserPage| -> Vec<String> {
+    let ids = |page: rekey_core::ports::store::UserPage| -> Vec<String> {
         page.users.into_iter().map(|u| u.id.to_string()).collect()
     };
     let t1 = ids(fx
@@ -72,7 +72,7 @@ async fn insert_and_get(fx: Fixture) {
     expected.email = "Nobody@Example.COM".to_owned();
     expected.phone = None;
     expected.password_hash = None;
-    expected.state = rekey_core::model::UserState::Initial;
+    expected.state = rekey_core::domain::UserState::Initial;
     expected.password_change_required = true;
     expected.email_verified = false;
     expected.phone_verified = true;
@@ -141,7 +141,7 @@ async fn user_of_another_tenant_is_invisible(fx: Fixture) {
 
 async fn users_by_email_case_insensitive(fx: Fixture) {
     seed(&fx).await;
-    let ids = |users: Vec<rekey_core::model::User>| {
+    let ids = |users: Vec<rekey_core::domain::User>| {
         users
             .into_iter()
             .map(|u| (u.tenant_id.to_string(), u.id.to_string()))

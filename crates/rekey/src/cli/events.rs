@@ -1,10 +1,10 @@
 //! `rekey events`: the audit trail, one JSON object per line (or all in one with `--json`).
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
+use rekey_core::domain::Event;
 use rekey_core::flows::Rekey;
-use rekey_core::model::Event;
-use rekey_core::store::EventFilter;
+use rekey_core::ports::store::EventFilter;
 use serde_json::{json, Value};
 
 use super::{core_err, Output};
@@ -28,16 +28,13 @@ pub async fn show(
                 .with_context(|| format!("--since {s:?} is not RFC 3339"))
         })
         .transpose()?;
-    let events = rekey
-        .store()
-        .events(&EventFilter {
-            tenant_id,
-            aggregate_id: user,
-            since,
-            limit: 10_000,
-        })
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let filter = EventFilter {
+        tenant_id,
+        aggregate_id: user,
+        since,
+        limit: 10_000,
+    };
+    let events = rekey.events(&filter).await.map_err(core_err)?;
     let items: Vec<Value> = events.iter().map(event_json).collect();
     if out.json {
         println!("{}", json!({ "events": items }));

@@ -1,9 +1,8 @@
 //! `rekey outbox …`: list the queued and failed messages, put a failed one back in the queue.
 
-use anyhow::anyhow;
+use rekey_core::domain::{OutboxMessage, OutboxState};
 use rekey_core::flows::Rekey;
-use rekey_core::model::{OutboxMessage, OutboxState};
-use rekey_core::retry::Retried;
+use rekey_core::flows::Retried;
 use serde_json::{json, Value};
 
 use super::{core_err, Output};
@@ -11,11 +10,7 @@ use super::{core_err, Output};
 /// `rekey outbox list [--failed]`: one tab-separated line per message, or one JSON object.
 pub async fn list(rekey: &Rekey, out: &Output, failed: bool) -> anyhow::Result<()> {
     let state = failed.then_some(OutboxState::Failed);
-    let messages = rekey
-        .store()
-        .outbox_messages(state, 1000)
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let messages = rekey.list_outbox(state, 1000).await.map_err(core_err)?;
     let items: Vec<Value> = messages.iter().map(outbox_json).collect();
     if out.json {
         println!("{}", json!({ "messages": items }));

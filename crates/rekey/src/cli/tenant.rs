@@ -1,9 +1,9 @@
 //! `rekey tenant …`: create a tenant, change its settings, show it.
 
 use anyhow::{anyhow, bail, Context};
+use rekey_core::domain::Cname;
+use rekey_core::domain::{CodeAlphabet, Tenant, TenantSettings};
 use rekey_core::flows::Rekey;
-use rekey_core::model::{CodeAlphabet, Tenant, TenantSettings};
-use rekey_core::validate::Cname;
 use serde_json::{json, Value};
 
 use super::{core_err, Output, CLI_ACTOR};
@@ -112,7 +112,7 @@ fn apply_setting(settings: &mut TenantSettings, assignment: &str) -> anyhow::Res
         "language" => settings.language = (!reset).then(|| value.to_owned()),
         "ui.login_url" => {
             if !reset {
-                rekey_core::flows::validate_login_url(value).map_err(|what| anyhow!(what))?;
+                rekey_core::policy::validate_login_url(value).map_err(|what| anyhow!(what))?;
             }
             settings.ui_login_url = (!reset).then(|| value.to_owned());
         }

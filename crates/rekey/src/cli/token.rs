@@ -1,9 +1,9 @@
 //! `rekey token create`: the secret is printed once and never stored in the clear.
 
 use anyhow::Context;
+use rekey_core::domain::Role;
+use rekey_core::domain::UserId;
 use rekey_core::flows::Rekey;
-use rekey_core::ids::UserId;
-use rekey_core::model::Role;
 use secrecy::ExposeSecret;
 use serde_json::json;
 

@@ -1,9 +1,9 @@
 //! `rekey user …`: create a user, change a user's state.
 
+use rekey_core::domain::UserId;
+use rekey_core::domain::{EmailAddress, PhoneNumber};
+use rekey_core::domain::{User, UserState};
 use rekey_core::flows::{NewUser, Rekey};
-use rekey_core::ids::UserId;
-use rekey_core::model::{User, UserState};
-use rekey_core::validate::{EmailAddress, PhoneNumber};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
