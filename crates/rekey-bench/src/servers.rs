@@ -19,6 +19,7 @@ use rand::Rng;
 use rekey::app;
 use rekey::config::Settings;
 use rekey_api::AppState;
+use rekey_core::clock::{Clock, SystemClock};
 use rekey_core::flows::{NewUser, Rekey};
 use rekey_core::model::Role;
 use rekey_core::validate::{Cname, EmailAddress};
@@ -220,7 +221,7 @@ impl CeilingDb {
     /// One row with a fresh random id; returns the id.
     pub async fn insert_one(&self, body: String) -> Result<String, sqlx::Error> {
         let id = format!("{:032x}", rand::thread_rng().gen::<u128>());
-        let at = chrono::Utc::now().timestamp_micros();
+        let at = SystemClock.now().timestamp_micros();
         self.insert(id.clone(), at, body).await?;
         Ok(id)
     }

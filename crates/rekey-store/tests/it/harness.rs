@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use rekey_core::clock::{Clock, SystemClock};
 use rekey_core::ids::{TenantId, UserId};
 use rekey_core::model::{
     ApiToken, Channel, CodeKind, MessageKind, NewEvent, OutboxMessage, OutboxState, Role, Tenant,
@@ -50,7 +51,7 @@ fn base_pg_url() -> String {
 
 fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = Utc::now().timestamp_subsec_nanos();
+    let nanos = SystemClock.now().timestamp_subsec_nanos();
     format!(
         "rekey_t_{}_{}_{}",
         std::process::id(),
