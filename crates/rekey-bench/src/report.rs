@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use rekey_core::crypto::HashParams;
+use rekey_core::ports::{Clock, SystemClock};
 
 use crate::cpu::Usage;
 use crate::load::{Tally, Window};
@@ -235,7 +236,7 @@ impl Machine {
             .unwrap_or_else(|_| std::env::consts::OS.to_owned());
         Self {
             command,
-            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            date: SystemClock.now().format("%Y-%m-%d %H:%M UTC").to_string(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu_model,
             kernel,

@@ -22,6 +22,7 @@ use rekey_api::AppState;
 use rekey_core::domain::Role;
 use rekey_core::domain::{Cname, EmailAddress};
 use rekey_core::flows::{Deps, NewUser, Rekey};
+use rekey_core::ports::{Clock, SystemClock};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -224,7 +225,7 @@ impl CeilingDb {
     /// One row with a fresh random id; returns the id.
     pub async fn insert_one(&self, body: String) -> Result<String, sqlx::Error> {
         let id = format!("{:032x}", rand::thread_rng().gen::<u128>());
-        let at = chrono::Utc::now().timestamp_micros();
+        let at = SystemClock.now().timestamp_micros();
         self.insert(id.clone(), at, body).await?;
         Ok(id)
     }

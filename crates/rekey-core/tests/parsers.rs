@@ -48,7 +48,7 @@ proptest! {
     fn valid_emails_round_trip(raw in email()) {
         let parsed = EmailAddress::parse(&raw).unwrap();
         prop_assert_eq!(parsed.as_str(), raw.as_str());
-        prop_assert_eq!(parsed.to_string(), raw.clone());
+        prop_assert_eq!(parsed.to_string(), raw);
         prop_assert_eq!(EmailAddress::parse(parsed.as_str()).unwrap(), parsed);
     }
 

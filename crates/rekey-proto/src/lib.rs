@@ -3,6 +3,8 @@
 
 #![allow(clippy::all, missing_docs)]
 
+// prost and pbjson spell every path out in full (`::prost::alloc::string::String`, …).
+#[allow(unused_qualifications)]
 pub mod zitadel {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/zitadel.v1.rs"));

@@ -293,7 +293,7 @@ fn health_operation(summary: &str) -> Value {
         "summary": summary,
         "security": [],
         "responses": {
-            "200": { "description": "Up / ready", "content": body.clone() },
+            "200": { "description": "Up / ready", "content": body },
             "503": { "description": "Not ready", "content": body },
         },
     })

@@ -587,7 +587,7 @@ async fn csrf_refusals_change_nothing(db: DbKind) {
     ];
     let snapshot = app.snapshot().await;
     type Headers<'a> = Vec<(&'a str, &'a str)>;
-    let cases: Vec<(Option<&Csrf>, Headers)> = vec![
+    let cases: Vec<(Option<&Csrf>, Headers<'_>)> = vec![
         (None, vec![]),
         (Some(&no_cookie), vec![]),
         (Some(&other), vec![]),

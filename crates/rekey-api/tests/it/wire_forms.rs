@@ -199,7 +199,7 @@ async fn raw_grpc(
     let response = tower::ServiceExt::oneshot(channel.clone(), request)
         .await
         .expect("HTTP/2 exchange");
-    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::OK);
     let (parts, body) = response.into_parts();
     let collected = body.collect().await.expect("response body");
     let trailers = collected.trailers().cloned().unwrap_or_default();

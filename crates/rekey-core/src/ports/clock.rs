@@ -13,6 +13,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the one wall-clock read")]
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }

@@ -12,6 +12,7 @@ use rekey_core::domain::{
 };
 use rekey_core::domain::{TenantId, UserId};
 use rekey_core::ports::store::{NewResetCode, Store, UserChange, UserSearch};
+use rekey_core::ports::{Clock, SystemClock};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
@@ -50,7 +51,7 @@ fn base_pg_url() -> String {
 
 fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = Utc::now().timestamp_subsec_nanos();
+    let nanos = SystemClock.now().timestamp_subsec_nanos();
     format!(
         "rekey_t_{}_{}_{}",
         std::process::id(),

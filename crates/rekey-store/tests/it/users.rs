@@ -72,7 +72,7 @@ async fn insert_and_get(fx: Fixture) {
     expected.email = "Nobody@Example.COM".to_owned();
     expected.phone = None;
     expected.password_hash = None;
-    expected.state = rekey_core::domain::UserState::Initial;
+    expected.state = UserState::Initial;
     expected.password_change_required = true;
     expected.email_verified = false;
     expected.phone_verified = true;
@@ -141,7 +141,7 @@ async fn user_of_another_tenant_is_invisible(fx: Fixture) {
 
 async fn users_by_email_case_insensitive(fx: Fixture) {
     seed(&fx).await;
-    let ids = |users: Vec<rekey_core::domain::User>| {
+    let ids = |users: Vec<User>| {
         users
             .into_iter()
             .map(|u| (u.tenant_id.to_string(), u.id.to_string()))
@@ -209,10 +209,7 @@ async fn duplicate_email_same_tenant_conflicts(fx: Fixture) {
 async fn same_email_other_tenant_ok(fx: Fixture) {
     seed(&fx).await;
     fx.store
-        .insert_tenant(
-            &crate::harness::tenant("t3", "three.example"),
-            &event("tenant.added"),
-        )
+        .insert_tenant(&tenant("t3", "three.example"), &event("tenant.added"))
         .await
         .unwrap();
     fx.store

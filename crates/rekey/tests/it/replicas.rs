@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use rekey_core::ports::{Clock, SystemClock};
 use rekey_testkit::smtp::SmtpSink;
 use serde_json::json;
 use sqlx::Connection as _;
@@ -50,14 +51,11 @@ async fn set_password(client: &reqwest::Client, server: &Server, user: &str, cod
     .await
 }
 
-/// Waits, if needed, until at least `room` seconds are left in the current wall-clock minute:
-/// the per-minute limits count in fixed windows, and the next steps must fall in one of them.
+/// Waits, if needed, until at least `room` seconds are left in the current minute of the
+/// servers' clock (the wall clock): the per-minute limits count in fixed windows, and the next
+/// steps must fall in one of them.
 async fn wait_for_room_in_the_minute(room: u64) {
-    let second = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 60_000;
+    let second = SystemClock.now().timestamp_millis() % 60_000;
     let left = 60_000 - u64::try_from(second).unwrap();
     if left < room * 1000 {
         tokio::time::sleep(Duration::from_millis(left + 200)).await;
