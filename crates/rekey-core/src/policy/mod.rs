@@ -6,5 +6,5 @@ pub mod settings;
 pub mod url_template;
 
 pub use password::{PasswordPolicy, PasswordRule};
-pub use settings::{validate_login_url, Config, EffectiveSettings, Limits};
+pub use settings::{validate_login_url, Config, EffectiveSettings, Limits, MAX_CODE_ATTEMPTS};
 pub use url_template::{UrlTemplate, Values};
