@@ -23,16 +23,16 @@ use figment::Figment;
 use rekey_api::cors::CorsPolicy;
 use rekey_api::serve::ServeOptions;
 use rekey_api::ServeSettings;
-use rekey_core::hasher::{default_threads, HashParams};
-use rekey_core::model::CodeAlphabet;
-use rekey_core::password::PasswordPolicy;
-use rekey_core::policy::{Config, Limits, MAX_CODE_ATTEMPTS};
+use rekey_core::crypto::{default_threads, HashParams};
+use rekey_core::domain::tenant::CodeAlphabet;
+use rekey_core::policy::{Config, Limits, PasswordPolicy, MAX_CODE_ATTEMPTS};
 use rekey_notify::smtp::SmtpConfig;
-/// The type of `smtp.tls`, for those who build [`Settings`] in code.
-pub use rekey_notify::smtp::SmtpTls;
 use rekey_notify::WorkerConfig;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
+
+/// The type of `smtp.tls`, for those who build [`Settings`] in code.
+pub use rekey_notify::smtp::SmtpTls;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
