@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rekey::app;
-use rekey::config::Settings;
+use rekey::config::{Settings, SmtpTls};
 use rekey_core::domain::UserId;
 use rekey_core::domain::{Channel, OutboxState};
 use rekey_core::flows::{Caller, Delivery};
@@ -269,7 +269,7 @@ pub async fn bench_mail(
     };
     settings.smtp.host = Some("127.0.0.1".to_owned());
     settings.smtp.port = Some(sink.port);
-    settings.smtp.tls = "none".to_owned();
+    settings.smtp.tls = SmtpTls::None;
     // Limits out of the way: every request below must really issue (no 429, no silent skip).
     settings.limits.messages_per_user_per_hour = 1_000_000;
     settings.limits.unauth_per_cname_email_per_hour = 1_000_000;

@@ -103,7 +103,7 @@ pub async fn start_rekey(
     users: usize,
 ) -> anyhow::Result<RekeyServer> {
     let deps = app::deps(&settings).await?;
-    let rekey = Arc::new(Rekey::new(deps.clone(), app::core_config(&settings)));
+    let rekey = Arc::new(Rekey::new(deps.clone(), settings.core_config()));
     let core = |e: rekey_core::Error| anyhow::anyhow!("{e}");
     let mut seeded = Vec::with_capacity(users);
     let tenants = tenants.max(1);

@@ -24,14 +24,17 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::SendError;
 
-/// How the connection to the SMTP server is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the connection to the SMTP server is secured; deserialized from the names of
+/// `REKEY_SMTP__TLS` (`none`, `starttls`, `tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain text (local sinks and relays on the same host only).
     None,
@@ -42,12 +45,12 @@ pub enum SmtpTls {
 }
 
 impl SmtpTls {
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "none" => Some(Self::None),
-            "starttls" => Some(Self::StartTls),
-            "tls" => Some(Self::Tls),
-            _ => None,
+    /// The configuration name, as `/readyz` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::StartTls => "starttls",
+            Self::Tls => "tls",
         }
     }
 
@@ -438,10 +441,12 @@ mod tests {
 
     #[test]
     fn tls_modes_and_default_ports() {
-        assert_eq!(SmtpTls::parse("none"), Some(SmtpTls::None));
-        assert_eq!(SmtpTls::parse("starttls"), Some(SmtpTls::StartTls));
-        assert_eq!(SmtpTls::parse("tls"), Some(SmtpTls::Tls));
-        assert_eq!(SmtpTls::parse("ssl"), None);
+        let parse = |name: &str| serde_json::from_value::<SmtpTls>(name.into()).ok();
+        for tls in [SmtpTls::None, SmtpTls::StartTls, SmtpTls::Tls] {
+            assert_eq!(parse(tls.as_str()), Some(tls));
+        }
+        assert_eq!(parse("starttls"), Some(SmtpTls::StartTls));
+        assert_eq!(parse("ssl"), None);
         let mut config = SmtpConfig::new("mail.example", SmtpTls::Tls);
         assert_eq!(config.port(), 465);
         config.port = Some(2465);

@@ -9,30 +9,28 @@ use rekey_api::serve::ServeOptions;
 use rekey_api::{AppState, ServeSettings};
 use rekey_core::crypto::CodeMac;
 use rekey_core::crypto::KeyRing;
+use rekey_core::crypto::PasswordHasher;
 use rekey_core::crypto::Sealer;
-use rekey_core::crypto::{default_threads, HashParams, PasswordHasher};
-use rekey_core::domain::CodeAlphabet;
 use rekey_core::flows::{Deps, Rekey};
-use rekey_core::policy::password::PasswordPolicy;
-use rekey_core::policy::{Config, Limits};
 use rekey_core::ports::{OsRandom, Random, SystemClock};
 use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::sms::{self, TwilioSms, WebhookSms};
-use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
+use rekey_notify::smtp::SmtpMailer;
 use rekey_notify::{Templates, Transport, Transports, Worker, WorkerConfig};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::Settings;
+use crate::config::{Settings, SmsProvider};
 
 /// A configured key ring, or the one generated into the data directory on first start.
 fn key_ring(
-    configured: Option<&str>,
+    configured: Option<&SecretString>,
     data_dir: &Path,
     file: &str,
     rng: &dyn Random,
 ) -> anyhow::Result<KeyRing> {
-    if let Some(spec) = configured.filter(|s| !s.trim().is_empty()) {
-        return KeyRing::parse(spec).with_context(|| format!("invalid key ring for {file}"));
+    if let Some(spec) = configured {
+        return KeyRing::parse(spec.expose_secret())
+            .with_context(|| format!("invalid key ring for {file}"));
     }
     let path = data_dir.join(file);
     if !path.exists() {
@@ -63,40 +61,10 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn core_config(settings: &Settings) -> Config {
-    Config {
-        public_url: settings.public_url.trim_end_matches('/').to_owned(),
-        code_length: settings.code.length,
-        code_alphabet: if settings.code.alphabet == "zitadel" {
-            CodeAlphabet::Zitadel
-        } else {
-            CodeAlphabet::Rekey
-        },
-        code_expiry_secs: settings.code.expiry_secs,
-        code_init_expiry_secs: settings.code.init_expiry_secs,
-        max_code_attempts: 5,
-        password: PasswordPolicy {
-            min_length: settings.password.min_length,
-            max_length: settings.password.max_length,
-            require_lower: settings.password.require_lower,
-            require_upper: settings.password.require_upper,
-            require_digit: settings.password.require_digit,
-            require_symbol: settings.password.require_symbol,
-        },
-        limits: Limits {
-            messages_per_user_per_hour: settings.limits.messages_per_user_per_hour,
-            unauth_per_cname_email_per_hour: settings.limits.unauth_per_cname_email_per_hour,
-            unauth_per_ip_per_minute: settings.limits.unauth_per_ip_per_minute,
-            code_tries_per_ip_per_minute: settings.limits.code_tries_per_ip_per_minute,
-            ipv6_prefix: settings.limits.ipv6_prefix,
-        },
-    }
-}
-
 /// Connects the store (applying migrations) and builds the flows.
 pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Rekey>> {
     let deps = deps(settings).await?;
-    Ok(Arc::new(Rekey::new(deps, core_config(settings))))
+    Ok(Arc::new(Rekey::new(deps, settings.core_config())))
 }
 
 /// What the flows and the outbox worker run on, built once: the store (migrations applied),
@@ -109,25 +77,20 @@ pub async fn deps(settings: &Settings) -> anyhow::Result<Deps> {
         .await
         .context("connecting to the database")?;
     let codes = key_ring(
-        settings.keys.code_hmac.as_deref(),
+        settings.keys.code_hmac.as_ref(),
         &settings.data_dir,
         "code_hmac.keys",
         rng.as_ref(),
     )?;
     let outbox = key_ring(
-        settings.keys.outbox.as_deref(),
+        settings.keys.outbox.as_ref(),
         &settings.data_dir,
         "outbox.keys",
         rng.as_ref(),
     )?;
-    let params = HashParams {
-        memory_kib: settings.argon2.memory_kib,
-        iterations: settings.argon2.iterations,
-        parallelism: settings.argon2.parallelism,
-    };
     let hasher = PasswordHasher::new(
-        params,
-        settings.argon2.threads.unwrap_or_else(default_threads),
+        settings.argon2.hash_params(),
+        settings.argon2.threads(),
         settings.argon2.queue,
         rng.clone(),
     )
@@ -143,63 +106,31 @@ pub async fn deps(settings: &Settings) -> anyhow::Result<Deps> {
 }
 
 pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
-    let email = match set(&settings.smtp.host) {
-        Some(host) => {
-            let tls = smtp_tls(settings)?;
-            let port = settings.smtp.port.unwrap_or_else(|| tls.default_port());
-            format!("configured: {host}:{port} ({})", settings.smtp.tls)
-        }
+    let email = match settings
+        .smtp
+        .mailer_config(&WorkerConfig::from(&settings.outbox))
+    {
+        Some(smtp) => format!(
+            "configured: {}:{} ({})",
+            smtp.host,
+            smtp.port(),
+            smtp.tls.as_str()
+        ),
         None => "not configured: email messages stay queued".to_owned(),
     };
-    let sms = match sms_provider(settings)? {
-        Some(SmsProvider::Webhook) => "configured: webhook".to_owned(),
-        Some(SmsProvider::Twilio) => "configured: twilio".to_owned(),
+    let sms = match settings.sms.provider()? {
+        Some(SmsProvider::Webhook { .. }) => "configured: webhook".to_owned(),
+        Some(SmsProvider::Twilio { .. }) => "configured: twilio".to_owned(),
         None => "not configured: SMS messages stay queued".to_owned(),
     };
     Ok(ServeSettings {
         body_limit_bytes: settings.body_limit_bytes,
         request_timeout: Duration::from_millis(settings.request_timeout_ms),
-        trusted_proxies: settings.trusted_proxy_nets()?,
+        trusted_proxies: settings.trusted_proxies.nets().to_vec(),
         unauth_deadline: Duration::from_millis(settings.unauth_deadline_ms),
         channels: vec![("email".to_owned(), email), ("sms".to_owned(), sms)],
-        cors: settings.cors_policy()?,
+        cors: settings.cors.allowed_origins.clone(),
     })
-}
-
-fn smtp_tls(settings: &Settings) -> anyhow::Result<SmtpTls> {
-    SmtpTls::parse(&settings.smtp.tls)
-        .ok_or_else(|| anyhow::anyhow!("smtp.tls must be none, starttls or tls"))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SmsProvider {
-    Webhook,
-    Twilio,
-}
-
-fn set(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
-/// The SMS provider in use: the webhook when its URL is set (it wins over Twilio, SPEC §12),
-/// else Twilio when configured — completely, or it is an error.
-fn sms_provider(settings: &Settings) -> anyhow::Result<Option<SmsProvider>> {
-    let sms = &settings.sms;
-    if set(&sms.webhook_url).is_some() {
-        return Ok(Some(SmsProvider::Webhook));
-    }
-    let twilio = [
-        set(&sms.twilio_account_sid),
-        set(&sms.twilio_auth_token),
-        set(&sms.twilio_from),
-    ];
-    match twilio.iter().filter(|v| v.is_some()).count() {
-        0 => Ok(None),
-        3 => Ok(Some(SmsProvider::Twilio)),
-        _ => anyhow::bail!(
-            "Twilio needs all of sms.twilio_account_sid, sms.twilio_auth_token and sms.twilio_from"
-        ),
-    }
 }
 
 /// The outbox worker of `serve`, with a transport for each configured channel, and the SMTP
@@ -208,25 +139,12 @@ pub fn outbox_worker(
     settings: &Settings,
     deps: &Deps,
 ) -> anyhow::Result<(Worker, Option<Arc<SmtpMailer>>)> {
-    let config = WorkerConfig {
-        poll: Duration::from_millis(settings.outbox.poll_ms),
-        lease: Duration::from_millis(settings.outbox.lease_ms),
-        max_attempts: settings.outbox.max_attempts,
-        backoff: Duration::from_millis(settings.outbox.backoff_ms),
-        concurrency: settings.outbox.concurrency,
-    };
+    let config = WorkerConfig::from(&settings.outbox);
     let clock = deps.clock.clone();
     let mut transports = Transports::default();
     let mut mailer = None;
-    if let Some(host) = set(&settings.smtp.host) {
+    if let Some(smtp_config) = settings.smtp.mailer_config(&config) {
         let smtp = &settings.smtp;
-        let mut smtp_config = SmtpConfig::new(host, smtp_tls(settings)?);
-        smtp_config.port = smtp.port;
-        smtp_config.username = set(&smtp.username).map(str::to_owned);
-        smtp_config.password = smtp.password.clone().map(SecretString::from);
-        smtp_config.accept_invalid_certs = smtp.accept_invalid_certs;
-        smtp_config.max_connections = config.concurrency;
-        smtp_config.timeout = config.send_timeout();
         let smtp_mailer = Arc::new(SmtpMailer::new(smtp_config)?);
         let sender = Sender::new(
             &smtp.from,
@@ -241,26 +159,30 @@ pub fn outbox_worker(
         )));
         mailer = Some(smtp_mailer);
     }
-    let sms = &settings.sms;
     let http = || sms::http_client(config.send_timeout()).context("building the HTTP client");
-    transports.sms = match sms_provider(settings)? {
-        Some(SmsProvider::Webhook) => {
-            let secret = set(&sms.webhook_secret).map(SecretString::from);
+    transports.sms = match settings.sms.provider()? {
+        Some(SmsProvider::Webhook { url, secret }) => {
             if secret.is_none() {
                 tracing::warn!("sms.webhook_secret is not set: SMS webhook requests are unsigned");
             }
-            let url = set(&sms.webhook_url).unwrap_or_default().to_owned();
-            Some(
-                Arc::new(WebhookSms::new(http()?, url, secret, clock.clone()))
-                    as Arc<dyn Transport>,
-            )
+            Some(Arc::new(WebhookSms::new(
+                http()?,
+                url.to_owned(),
+                secret.cloned(),
+                clock.clone(),
+            )) as Arc<dyn Transport>)
         }
-        Some(SmsProvider::Twilio) => Some(Arc::new(TwilioSms::new(
+        Some(SmsProvider::Twilio {
+            base_url,
+            account_sid,
+            auth_token,
+            from,
+        }) => Some(Arc::new(TwilioSms::new(
             http()?,
-            set(&sms.twilio_base_url),
-            set(&sms.twilio_account_sid).unwrap_or_default().to_owned(),
-            SecretString::from(set(&sms.twilio_auth_token).unwrap_or_default()),
-            set(&sms.twilio_from).unwrap_or_default().to_owned(),
+            base_url,
+            account_sid.to_owned(),
+            auth_token.clone(),
+            from.to_owned(),
         ))),
         None => None,
     };
@@ -280,7 +202,7 @@ pub fn outbox_worker(
 /// timeout.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let deps = deps(&settings).await?;
-    let rekey = Arc::new(Rekey::new(deps.clone(), core_config(&settings)));
+    let rekey = Arc::new(Rekey::new(deps.clone(), settings.core_config()));
     if let Some(issued) = rekey
         .create_first_token()
         .await
@@ -390,6 +312,7 @@ async fn shutdown_signal() {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use rekey_core::domain::Channel;
+    use rekey_notify::smtp::SmtpTls;
 
     use super::*;
 
@@ -428,19 +351,10 @@ mod tests {
             ]
         );
 
-        s.smtp.host = Some("  ".to_owned());
-        assert_eq!(
-            channel_lines(&s)[0].1,
-            "not configured: email messages stay queued"
-        );
-        assert!(
-            outbox_worker(&s, &deps).unwrap().0.channels().is_empty(),
-            "blank is unset"
-        );
         s.smtp.host = Some("127.0.0.1".to_owned());
-        s.smtp.tls = "none".to_owned();
+        s.smtp.tls = SmtpTls::None;
         s.sms.twilio_account_sid = Some("AC1".to_owned());
-        s.sms.twilio_auth_token = Some("token".to_owned());
+        s.sms.twilio_auth_token = Some("token".into());
         s.sms.twilio_from = Some("+15550001".to_owned());
         let (worker, mailer) = outbox_worker(&s, &deps).unwrap();
         assert_eq!(worker.channels(), [Channel::Email, Channel::Sms]);
@@ -449,7 +363,6 @@ mod tests {
         assert_eq!(channel_lines(&s)[1].1, "configured: twilio");
 
         s.sms.webhook_url = Some("http://127.0.0.1:9/hook".to_owned());
-        assert_eq!(sms_provider(&s).unwrap(), Some(SmsProvider::Webhook));
         assert_eq!(channel_lines(&s)[1].1, "configured: webhook");
     }
 
@@ -459,9 +372,6 @@ mod tests {
         let mut s = settings(dir.path());
         s.sms.twilio_account_sid = Some("AC1".to_owned());
         s.sms.twilio_from = Some("+15550001".to_owned());
-        assert!(sms_provider(&s).is_err());
         assert!(serve_settings(&s).is_err());
-        s.sms.twilio_auth_token = Some("  ".to_owned());
-        assert!(sms_provider(&s).is_err(), "blank counts as unset");
     }
 }

@@ -1,15 +1,40 @@
 //! Layered configuration (SPEC §12): defaults → optional TOML file → `REKEY_…` environment
 //! (`__` separates sections: `REKEY_SMTP__HOST` is `smtp.host`) → `REKEY_…_FILE` secrets read
-//! from files. Validated once at start into [`Settings`].
+//! from files. Deserialized once at start into typed [`Settings`]: an unknown `smtp.tls`, a
+//! bad CIDR or origin is refused at load, naming its key, and nothing is parsed again later.
+//!
+//! Each default is defined once, by the component that owns the value: the `[limits]` and
+//! `[password]` sections are the core's [`Limits`] and [`PasswordPolicy`]; the code, argon2,
+//! outbox and serving defaults come from [`Config`], [`HashParams`], [`WorkerConfig`],
+//! [`ServeSettings`] and [`ServeOptions`]. Only what no component owns (the listener, the data
+//! directory, the sender address, …) is written here. Each section turns itself into its
+//! component's configuration ([`Settings::core_config`], [`Argon2Settings::hash_params`],
+//! `WorkerConfig::from(&settings.outbox)`, [`SmtpSettings::mailer_config`],
+//! [`SmsSettings::provider`]).
+
+mod env;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize};
+use rekey_api::cors::CorsPolicy;
+use rekey_api::serve::ServeOptions;
+use rekey_api::ServeSettings;
+use rekey_core::crypto::{default_threads, HashParams};
+use rekey_core::domain::tenant::CodeAlphabet;
+use rekey_core::policy::{Config, Limits, PasswordPolicy, MAX_CODE_ATTEMPTS};
+use rekey_notify::smtp::SmtpConfig;
+use rekey_notify::WorkerConfig;
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The type of `smtp.tls`, for those who build [`Settings`] in code.
+pub use rekey_notify::smtp::SmtpTls;
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// `REKEY_DATABASE_URL`: `sqlite://path` or `postgres://…`; default `{data_dir}/rekey.db`.
@@ -36,14 +61,16 @@ pub struct Settings {
     /// `REKEY_SHUTDOWN_TIMEOUT_MS`: after SIGTERM, how long requests in flight may still run.
     pub shutdown_timeout_ms: u64,
     /// `REKEY_TRUSTED_PROXIES`: comma-separated CIDRs whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: String,
+    pub trusted_proxies: TrustedProxies,
     /// `REKEY_LOG_FORMAT`: `text` or `json`.
-    pub log_format: String,
-    pub limits: LimitSettings,
+    pub log_format: LogFormat,
+    /// `REKEY_LIMITS__…`: instance-default rate limits (SPEC §10).
+    pub limits: Limits,
     pub keys: KeySettings,
     pub argon2: Argon2Settings,
     pub code: CodeSettings,
-    pub password: PasswordSettings,
+    /// `REKEY_PASSWORD__…`: the instance-default password policy (SPEC §10).
+    pub password: PasswordPolicy,
     pub smtp: SmtpSettings,
     pub sms: SmsSettings,
     pub tls: TlsSettings,
@@ -52,35 +79,84 @@ pub struct Settings {
     pub cors: CorsSettings,
 }
 
+/// `REKEY_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The proxies whose `X-Forwarded-For` is believed: CIDRs or single addresses, read from one
+/// comma-separated string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{s:?} is not a CIDR"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn nets(&self) -> &[ipnet::IpNet] {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedProxies {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Browsers on other origins (`REKEY_CORS__…`, SPEC §5).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct CorsSettings {
     /// `ALLOWED_ORIGINS`: comma-separated origins, or `*`; empty = no CORS headers.
-    pub allowed_origins: String,
+    #[serde(deserialize_with = "cors_policy")]
+    pub allowed_origins: CorsPolicy,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LimitSettings {
-    pub messages_per_user_per_hour: u32,
-    pub unauth_per_cname_email_per_hour: u32,
-    pub unauth_per_ip_per_minute: u32,
-    pub code_tries_per_ip_per_minute: u32,
-    /// `REKEY_LIMITS__IPV6_PREFIX`: per-IP limits key IPv6 clients by this prefix (0..=128).
-    pub ipv6_prefix: u8,
+fn cors_policy<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CorsPolicy, D::Error> {
+    CorsPolicy::parse(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
 }
 
-#[derive(Clone, Default, Serialize, Deserialize)]
+/// Optional text: surrounding spaces are dropped and a blank value means unset, so that
+/// `REKEY_SMTP__HOST=` turns email off even over a host in the TOML file.
+fn optional_text<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    Ok(Option::<String>::deserialize(deserializer)?
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .map(T::from))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct KeySettings {
     /// `REKEY_KEYS__CODE_HMAC`: `id:base64key,…`, first signs.
-    pub code_hmac: Option<String>,
+    #[serde(deserialize_with = "optional_text")]
+    pub code_hmac: Option<SecretString>,
     /// `REKEY_KEYS__OUTBOX`: `id:base64key,…`, first encrypts.
-    pub outbox: Option<String>,
+    #[serde(deserialize_with = "optional_text")]
+    pub outbox: Option<SecretString>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `REKEY_ARGON2__…`: the cost of each hash ([`HashParams`]) and the pool that computes them.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Argon2Settings {
     pub memory_kib: u32,
@@ -92,69 +168,188 @@ pub struct Argon2Settings {
     pub threads: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        let params = HashParams::default();
+        Self {
+            memory_kib: params.memory_kib,
+            iterations: params.iterations,
+            parallelism: params.parallelism,
+            queue: 64,
+            threads: None,
+        }
+    }
+}
+
+impl Argon2Settings {
+    pub fn hash_params(&self) -> HashParams {
+        HashParams {
+            memory_kib: self.memory_kib,
+            iterations: self.iterations,
+            parallelism: self.parallelism,
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(default_threads)
+    }
+}
+
+/// `REKEY_CODE__…`: the instance-default code policy (SPEC §7); tenants override it.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct CodeSettings {
     pub length: u32,
     /// `rekey` or `zitadel`.
-    pub alphabet: String,
+    pub alphabet: CodeAlphabet,
     pub expiry_secs: u64,
     pub init_expiry_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PasswordSettings {
-    pub min_length: u32,
-    pub max_length: u32,
-    pub require_lower: bool,
-    pub require_upper: bool,
-    pub require_digit: bool,
-    pub require_symbol: bool,
+impl Default for CodeSettings {
+    fn default() -> Self {
+        let config = Config::default();
+        Self {
+            length: config.code_length,
+            alphabet: config.code_alphabet,
+            expiry_secs: config.code_expiry_secs,
+            init_expiry_secs: config.code_init_expiry_secs,
+        }
+    }
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+/// `REKEY_SMTP__…`: email delivery; no host = email messages stay queued.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct SmtpSettings {
+    #[serde(deserialize_with = "optional_text")]
     pub host: Option<String>,
     pub port: Option<u16>,
     /// `none`, `starttls` or `tls`.
-    pub tls: String,
+    pub tls: SmtpTls,
+    #[serde(deserialize_with = "optional_text")]
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// Taken as written: spaces may be part of a password.
+    pub password: Option<SecretString>,
     pub from: String,
     pub from_name: Option<String>,
     pub reply_to: Option<String>,
     pub accept_invalid_certs: bool,
 }
 
-#[derive(Clone, Default, Serialize, Deserialize)]
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            tls: SmtpTls::StartTls,
+            username: None,
+            password: None,
+            from: "rekey@localhost".to_owned(),
+            from_name: Some("Rekey".to_owned()),
+            reply_to: None,
+            accept_invalid_certs: false,
+        }
+    }
+}
+
+impl SmtpSettings {
+    /// The mailer's configuration, or `None` when no host is set. It keeps one connection
+    /// per worker slot and bounds each step of a send by the worker's send timeout.
+    pub fn mailer_config(&self, worker: &WorkerConfig) -> Option<SmtpConfig> {
+        let host = self.host.as_deref()?;
+        let mut config = SmtpConfig::new(host, self.tls);
+        config.port = self.port;
+        config.username = self.username.clone();
+        config.password = self.password.clone();
+        config.accept_invalid_certs = self.accept_invalid_certs;
+        config.max_connections = worker.concurrency;
+        config.timeout = worker.send_timeout();
+        Some(config)
+    }
+}
+
+/// `REKEY_SMS__…`: SMS delivery by a signed webhook or by Twilio.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct SmsSettings {
+    #[serde(deserialize_with = "optional_text")]
     pub webhook_url: Option<String>,
-    pub webhook_secret: Option<String>,
+    #[serde(deserialize_with = "optional_text")]
+    pub webhook_secret: Option<SecretString>,
+    #[serde(deserialize_with = "optional_text")]
     pub twilio_base_url: Option<String>,
+    #[serde(deserialize_with = "optional_text")]
     pub twilio_account_sid: Option<String>,
-    pub twilio_auth_token: Option<String>,
+    #[serde(deserialize_with = "optional_text")]
+    pub twilio_auth_token: Option<SecretString>,
+    #[serde(deserialize_with = "optional_text")]
     pub twilio_from: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The SMS provider in use, with what it needs.
+#[derive(Debug, Clone, Copy)]
+pub enum SmsProvider<'a> {
+    Webhook {
+        url: &'a str,
+        secret: Option<&'a SecretString>,
+    },
+    Twilio {
+        base_url: Option<&'a str>,
+        account_sid: &'a str,
+        auth_token: &'a SecretString,
+        from: &'a str,
+    },
+}
+
+impl SmsSettings {
+    /// The webhook when its URL is set (it wins over Twilio, SPEC §12), else Twilio when
+    /// configured — completely, or it is an error.
+    pub fn provider(&self) -> anyhow::Result<Option<SmsProvider<'_>>> {
+        if let Some(url) = self.webhook_url.as_deref() {
+            return Ok(Some(SmsProvider::Webhook {
+                url,
+                secret: self.webhook_secret.as_ref(),
+            }));
+        }
+        match (
+            self.twilio_account_sid.as_deref(),
+            self.twilio_auth_token.as_ref(),
+            self.twilio_from.as_deref(),
+        ) {
+            (None, None, None) => Ok(None),
+            (Some(account_sid), Some(auth_token), Some(from)) => Ok(Some(SmsProvider::Twilio {
+                base_url: self.twilio_base_url.as_deref(),
+                account_sid,
+                auth_token,
+                from,
+            })),
+            _ => bail!(
+                "Twilio needs all of sms.twilio_account_sid, sms.twilio_auth_token and sms.twilio_from"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct TlsSettings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
 }
 
-#[derive(Clone, Default, Serialize, Deserialize)]
+/// `REKEY_EVENTS__…`: event webhooks (SPEC §12). Read at load; delivered by a later issue.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct EventSettings {
+    #[serde(deserialize_with = "optional_text")]
     pub webhook_url: Option<String>,
-    pub webhook_secret: Option<String>,
+    #[serde(deserialize_with = "optional_text")]
+    pub webhook_secret: Option<SecretString>,
 }
 
-/// The delivery worker (`REKEY_OUTBOX__…`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The delivery worker (`REKEY_OUTBOX__…`); defaults from [`WorkerConfig::default`].
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct OutboxSettings {
     /// `POLL_MS`: how often an idle worker looks for due messages.
@@ -171,258 +366,112 @@ pub struct OutboxSettings {
     pub concurrency: usize,
 }
 
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        let worker = WorkerConfig::default();
+        Self {
+            poll_ms: millis(worker.poll),
+            max_attempts: worker.max_attempts,
+            backoff_ms: millis(worker.backoff),
+            lease_ms: millis(worker.lease),
+            concurrency: worker.concurrency,
+        }
+    }
+}
+
+impl From<&OutboxSettings> for WorkerConfig {
+    fn from(outbox: &OutboxSettings) -> Self {
+        Self {
+            poll: Duration::from_millis(outbox.poll_ms),
+            lease: Duration::from_millis(outbox.lease_ms),
+            max_attempts: outbox.max_attempts,
+            backoff: Duration::from_millis(outbox.backoff_ms),
+            concurrency: outbox.concurrency,
+        }
+    }
+}
+
+/// A duration as the whole milliseconds of a `…_MS` key.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Default for Settings {
     fn default() -> Self {
+        let serve = ServeSettings::default();
+        let connections = ServeOptions::default();
         Self {
             database_url: None,
             listen: "127.0.0.1:8080".to_owned(),
-            public_url: "http://127.0.0.1:8080".to_owned(),
+            public_url: Config::default().public_url,
             data_dir: PathBuf::from("rekey-data"),
-            unauth_deadline_ms: 400,
-            request_timeout_ms: 10_000,
-            body_limit_bytes: 65_536,
-            header_timeout_ms: 10_000,
-            idle_timeout_ms: 75_000,
-            max_connections: 4096,
-            shutdown_timeout_ms: 10_000,
-            trusted_proxies: String::new(),
-            log_format: "text".to_owned(),
-            limits: LimitSettings::default(),
+            unauth_deadline_ms: millis(serve.unauth_deadline),
+            request_timeout_ms: millis(serve.request_timeout),
+            body_limit_bytes: serve.body_limit_bytes,
+            header_timeout_ms: millis(connections.header_timeout),
+            idle_timeout_ms: millis(connections.idle_timeout),
+            max_connections: connections.max_connections,
+            shutdown_timeout_ms: millis(connections.shutdown_timeout),
+            trusted_proxies: TrustedProxies(serve.trusted_proxies),
+            log_format: LogFormat::default(),
+            limits: Limits::default(),
             keys: KeySettings::default(),
             argon2: Argon2Settings::default(),
             code: CodeSettings::default(),
-            password: PasswordSettings::default(),
+            password: PasswordPolicy::default(),
             smtp: SmtpSettings::default(),
             sms: SmsSettings::default(),
             tls: TlsSettings::default(),
             events: EventSettings::default(),
             outbox: OutboxSettings::default(),
-            cors: CorsSettings::default(),
+            cors: CorsSettings {
+                allowed_origins: serve.cors,
+            },
         }
     }
-}
-
-impl Default for LimitSettings {
-    fn default() -> Self {
-        Self {
-            messages_per_user_per_hour: 5,
-            unauth_per_cname_email_per_hour: 5,
-            unauth_per_ip_per_minute: 20,
-            code_tries_per_ip_per_minute: 30,
-            ipv6_prefix: 64,
-        }
-    }
-}
-
-impl Default for Argon2Settings {
-    fn default() -> Self {
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-            queue: 64,
-            threads: None,
-        }
-    }
-}
-
-impl Default for CodeSettings {
-    fn default() -> Self {
-        Self {
-            length: 8,
-            alphabet: "rekey".to_owned(),
-            expiry_secs: 3600,
-            init_expiry_secs: 72 * 3600,
-        }
-    }
-}
-
-impl Default for PasswordSettings {
-    fn default() -> Self {
-        Self {
-            min_length: 12,
-            max_length: 128,
-            require_lower: false,
-            require_upper: false,
-            require_digit: false,
-            require_symbol: false,
-        }
-    }
-}
-
-impl Default for SmtpSettings {
-    fn default() -> Self {
-        Self {
-            host: None,
-            port: None,
-            tls: "starttls".to_owned(),
-            username: None,
-            password: None,
-            from: "rekey@localhost".to_owned(),
-            from_name: Some("Rekey".to_owned()),
-            reply_to: None,
-            accept_invalid_certs: false,
-        }
-    }
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        Self {
-            poll_ms: 500,
-            max_attempts: 8,
-            backoff_ms: 1000,
-            lease_ms: 60_000,
-            concurrency: 8,
-        }
-    }
-}
-
-/// Settings that hold secrets print which keys are set, never their values.
-macro_rules! redacted_debug {
-    ($ty:ident { $($field:ident),* }) => {
-        impl std::fmt::Debug for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                let mut s = f.debug_struct(stringify!($ty));
-                $( s.field(stringify!($field), &RedactedField(&self.$field)); )*
-                s.finish()
-            }
-        }
-    };
-}
-
-struct RedactedField<'a, T>(&'a T);
-
-impl<T: Serialize> std::fmt::Debug for RedactedField<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match serde_json::to_value(self.0) {
-            Ok(serde_json::Value::Null) => f.write_str("None"),
-            Ok(_) => f.write_str("<set>"),
-            Err(_) => f.write_str("<?>"),
-        }
-    }
-}
-
-redacted_debug!(KeySettings { code_hmac, outbox });
-redacted_debug!(SmtpSettings {
-    host,
-    port,
-    tls,
-    username,
-    password,
-    from,
-    from_name,
-    reply_to,
-    accept_invalid_certs
-});
-redacted_debug!(SmsSettings {
-    webhook_url,
-    webhook_secret,
-    twilio_base_url,
-    twilio_account_sid,
-    twilio_auth_token,
-    twilio_from
-});
-redacted_debug!(EventSettings {
-    webhook_url,
-    webhook_secret
-});
-
-/// Keys whose values are text, however numeric they look.
-const TEXT_KEYS: &[&str] = &[
-    "database_url",
-    "listen",
-    "public_url",
-    "data_dir",
-    "trusted_proxies",
-    "log_format",
-    "keys.code_hmac",
-    "keys.outbox",
-    "code.alphabet",
-    "smtp.host",
-    "smtp.tls",
-    "smtp.username",
-    "smtp.password",
-    "smtp.from",
-    "smtp.from_name",
-    "smtp.reply_to",
-    "sms.webhook_url",
-    "sms.webhook_secret",
-    "sms.twilio_base_url",
-    "sms.twilio_account_sid",
-    "sms.twilio_auth_token",
-    "sms.twilio_from",
-    "tls.cert",
-    "tls.key",
-    "events.webhook_url",
-    "events.webhook_secret",
-    "cors.allowed_origins",
-];
-
-fn is_text_key(key: &str) -> bool {
-    TEXT_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
-}
-
-/// `REKEY_SMTP__PASSWORD_FILE` → (`smtp.password`, file content without the final newline).
-fn file_secrets(
-    vars: impl Iterator<Item = (String, String)>,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let mut secrets = Vec::new();
-    for (name, path) in vars {
-        let Some(key) = name
-            .strip_prefix("REKEY_")
-            .and_then(|rest| rest.strip_suffix("_FILE"))
-        else {
-            continue;
-        };
-        let value =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {name} ({path})"))?;
-        let key = key.to_lowercase().replace("__", ".");
-        secrets.push((key, value.trim_end_matches(['\n', '\r']).to_owned()));
-    }
-    Ok(secrets)
 }
 
 impl Settings {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        // Every section is `#[serde(default)]`: what no layer sets keeps its `Default`.
+        let mut figment = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
                 bail!("config file {} does not exist", file.display());
             }
             figment = figment.merge(Toml::file(file));
         }
+        let text = env::TextKeys::of::<Settings>()?;
         let env = || Env::prefixed("REKEY_").split("__");
-        figment = figment.merge(
-            env().filter(|key| !key.as_str().ends_with("_file") && !is_text_key(key.as_str())),
-        );
+        let data = text.clone();
+        figment =
+            figment.merge(env().filter(move |key| {
+                !key.as_str().ends_with("_file") && !data.contains(key.as_str())
+            }));
         // Text keys are taken verbatim: figment would read `+15005550006` or `12345` as a
         // number (dropping the `+`) and then refuse it for a string field.
-        for (key, value) in env().iter() {
-            if is_text_key(key.as_str()) {
-                figment = figment.merge((key.as_str().to_owned(), value));
-            }
-        }
-        for (key, value) in file_secrets(std::env::vars())? {
-            figment = figment.merge((key, value));
-        }
+        let verbatim = env()
+            .iter()
+            .filter(|(key, _)| text.contains(key.as_str()))
+            .map(|(key, value)| (key.as_str().to_owned(), value))
+            .collect();
+        figment = figment.merge(env::Verbatim::new(
+            "`REKEY_` environment variable(s)",
+            verbatim,
+        ));
+        figment = figment.merge(env::Verbatim::new(
+            "`REKEY_…_FILE` secret file(s)",
+            env::file_secrets(std::env::vars())?,
+        ));
         let settings: Settings = figment.extract().context("invalid configuration")?;
         settings.validate()?;
         Ok(settings)
     }
 
+    /// The checks that span a value's type: ranges and relations between keys.
     fn validate(&self) -> anyhow::Result<()> {
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
             bail!("public_url must start with http:// or https://");
-        }
-        if !matches!(self.code.alphabet.as_str(), "rekey" | "zitadel") {
-            bail!("code.alphabet must be rekey or zitadel");
-        }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            bail!("log_format must be text or json");
-        }
-        if !matches!(self.smtp.tls.as_str(), "none" | "starttls" | "tls") {
-            bail!("smtp.tls must be none, starttls or tls");
         }
         if self.limits.ipv6_prefix > 128 {
             bail!("limits.ipv6_prefix must be 0 to 128");
@@ -442,27 +491,21 @@ impl Settings {
         {
             bail!("header_timeout_ms, idle_timeout_ms, max_connections and shutdown_timeout_ms must be at least 1");
         }
-        self.trusted_proxy_nets()?;
-        self.cors_policy()?;
         Ok(())
     }
 
-    pub fn trusted_proxy_nets(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
-        self.trusted_proxies
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .with_context(|| format!("trusted_proxies: {s:?} is not a CIDR"))
-            })
-            .collect()
-    }
-
-    pub fn cors_policy(&self) -> anyhow::Result<rekey_api::cors::CorsPolicy> {
-        rekey_api::cors::CorsPolicy::parse(&self.cors.allowed_origins)
-            .map_err(|err| anyhow::anyhow!("cors.allowed_origins: {err}"))
+    /// The core's instance defaults.
+    pub fn core_config(&self) -> Config {
+        Config {
+            public_url: self.public_url.trim_end_matches('/').to_owned(),
+            code_length: self.code.length,
+            code_alphabet: self.code.alphabet,
+            code_expiry_secs: self.code.expiry_secs,
+            code_init_expiry_secs: self.code.init_expiry_secs,
+            max_code_attempts: MAX_CODE_ATTEMPTS,
+            password: self.password,
+            limits: self.limits,
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -476,25 +519,12 @@ impl Settings {
 mod tests {
     // figment's `Jail` takes closures returning its own (large) error type; not ours to shrink.
     #![allow(clippy::result_large_err)]
+    use secrecy::ExposeSecret;
+
     use super::*;
 
-    #[test]
-    fn file_secrets_map_to_nested_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pw");
-        std::fs::write(&path, "s3cret\n").unwrap();
-        let vars = vec![
-            (
-                "REKEY_SMTP__PASSWORD_FILE".to_owned(),
-                path.display().to_string(),
-            ),
-            ("OTHER_FILE".to_owned(), "/nope".to_owned()),
-        ];
-        let secrets = file_secrets(vars.into_iter()).unwrap();
-        assert_eq!(
-            secrets,
-            vec![("smtp.password".to_owned(), "s3cret".to_owned())]
-        );
+    fn secret(value: Option<&SecretString>) -> Option<&str> {
+        value.map(ExposeSecret::expose_secret)
     }
 
     #[test]
@@ -521,11 +551,51 @@ mod tests {
             assert_eq!(s.smtp.port, Some(587));
             assert_eq!(s.code.length, 12);
             assert_eq!(s.limits.messages_per_user_per_hour, 3);
-            assert_eq!(s.smtp.password.as_deref(), Some("from-file"));
+            assert_eq!(secret(s.smtp.password.as_ref()), Some("from-file"));
             assert_eq!(s.sms.twilio_from.as_deref(), Some("+15005550006"));
             assert_eq!(s.smtp.username.as_deref(), Some("12345"));
             assert_eq!(s.idle_timeout_ms, 60_000);
             assert_eq!(s.max_connections, 512);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn typed_values_are_read_once() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REKEY_CODE__ALPHABET", "zitadel");
+            jail.set_env("REKEY_LOG_FORMAT", "json");
+            jail.set_env("REKEY_SMTP__TLS", "tls");
+            jail.set_env("REKEY_PASSWORD__REQUIRE_DIGIT", "true");
+            jail.set_env("REKEY_KEYS__CODE_HMAC", "k1:c2VjcmV0");
+            jail.set_env("REKEY_PUBLIC_URL", "https://env.test/");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.code.alphabet, CodeAlphabet::Zitadel);
+            assert_eq!(s.log_format, LogFormat::Json);
+            assert_eq!(s.smtp.tls, SmtpTls::Tls);
+            assert_eq!(secret(s.keys.code_hmac.as_ref()), Some("k1:c2VjcmV0"));
+            let config = s.core_config();
+            assert!(config.password.require_digit);
+            assert_eq!(config.code_alphabet, CodeAlphabet::Zitadel);
+            assert_eq!(config.public_url, "https://env.test");
+            assert_eq!(config.max_code_attempts, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn blank_optional_text_is_unset() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("rekey.toml", "[smtp]\nhost = \"toml-smtp\"\n")?;
+            jail.set_env("REKEY_SMTP__HOST", "  ");
+            jail.set_env("REKEY_SMS__TWILIO_AUTH_TOKEN", " ");
+            jail.set_env("REKEY_SMS__TWILIO_FROM", " +15550001 ");
+            jail.set_env("REKEY_KEYS__OUTBOX", "");
+            let s = Settings::load(Some(Path::new("rekey.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.smtp.host, None, "blank is unset, over the file");
+            assert!(s.sms.twilio_auth_token.is_none());
+            assert_eq!(s.sms.twilio_from.as_deref(), Some("+15550001"));
+            assert!(s.keys.outbox.is_none());
             Ok(())
         });
     }
@@ -536,8 +606,18 @@ mod tests {
             jail.set_env("REKEY_SMTP__TLS", "sometimes");
             assert!(Settings::load(None).is_err());
             jail.set_env("REKEY_SMTP__TLS", "none");
-            jail.set_env("REKEY_TRUSTED_PROXIES", "10.0.0.0/8, not-a-cidr");
+            jail.set_env("REKEY_CODE__ALPHABET", "digits");
             assert!(Settings::load(None).is_err());
+            jail.set_env("REKEY_CODE__ALPHABET", "rekey");
+            jail.set_env("REKEY_LOG_FORMAT", "xml");
+            assert!(Settings::load(None).is_err());
+            jail.set_env("REKEY_LOG_FORMAT", "text");
+            jail.set_env("REKEY_TRUSTED_PROXIES", "10.0.0.0/8, not-a-cidr");
+            let err = format!("{:#}", Settings::load(None).unwrap_err());
+            assert!(
+                err.contains("\"not-a-cidr\" is not a CIDR") && err.contains("trusted_proxies"),
+                "{err}"
+            );
             jail.set_env("REKEY_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1");
             jail.set_env("REKEY_OUTBOX__LEASE_MS", "999");
             assert!(Settings::load(None).is_err());
@@ -546,14 +626,15 @@ mod tests {
             assert!(Settings::load(None).is_err());
             jail.set_env("REKEY_OUTBOX__CONCURRENCY", "2");
             jail.set_env("REKEY_CORS__ALLOWED_ORIGINS", "https://app.example/path");
-            assert!(Settings::load(None).is_err());
+            let err = format!("{:#}", Settings::load(None).unwrap_err());
+            assert!(err.contains("cors.allowed_origins"), "{err}");
             jail.set_env(
                 "REKEY_CORS__ALLOWED_ORIGINS",
                 "https://app.example, http://127.0.0.1:3000",
             );
             assert_eq!(
-                Settings::load(None).unwrap().cors_policy().unwrap(),
-                rekey_api::cors::CorsPolicy::Origins(vec![
+                Settings::load(None).unwrap().cors.allowed_origins,
+                CorsPolicy::Origins(vec![
                     "https://app.example".to_owned(),
                     "http://127.0.0.1:3000".to_owned()
                 ])
@@ -569,11 +650,7 @@ mod tests {
                 jail.set_env(key, "5");
             }
             assert_eq!(
-                Settings::load(None)
-                    .unwrap()
-                    .trusted_proxy_nets()
-                    .unwrap()
-                    .len(),
+                Settings::load(None).unwrap().trusted_proxies.nets().len(),
                 2
             );
             Ok(())
@@ -583,14 +660,42 @@ mod tests {
     #[test]
     fn debug_output_never_shows_secrets() {
         let mut s = Settings::default();
-        s.smtp.password = Some("smtp-secret-value".to_owned());
-        s.keys.code_hmac = Some("k1:c2VjcmV0".to_owned());
-        s.sms.twilio_auth_token = Some("twilio-secret".to_owned());
+        s.smtp.password = Some("smtp-secret-value".into());
+        s.keys.code_hmac = Some("k1:c2VjcmV0".into());
+        s.sms.twilio_auth_token = Some("twilio-secret".into());
         let shown = format!("{s:?}");
         for secret in ["smtp-secret-value", "c2VjcmV0", "twilio-secret"] {
             assert!(!shown.contains(secret), "{shown}");
         }
-        assert!(shown.contains("<set>"));
+        assert!(shown.contains("REDACTED"));
+    }
+
+    #[test]
+    fn the_webhook_wins_over_twilio_and_a_partial_twilio_is_refused() {
+        let mut sms = SmsSettings {
+            twilio_account_sid: Some("AC1".to_owned()),
+            twilio_from: Some("+15550001".to_owned()),
+            ..SmsSettings::default()
+        };
+        assert!(sms.provider().is_err());
+        sms.twilio_auth_token = Some("token".into());
+        assert!(matches!(
+            sms.provider().unwrap(),
+            Some(SmsProvider::Twilio {
+                account_sid: "AC1",
+                base_url: None,
+                ..
+            })
+        ));
+        sms.webhook_url = Some("http://127.0.0.1:9/hook".to_owned());
+        assert!(matches!(
+            sms.provider().unwrap(),
+            Some(SmsProvider::Webhook {
+                url: "http://127.0.0.1:9/hook",
+                secret: None
+            })
+        ));
+        assert!(SmsSettings::default().provider().unwrap().is_none());
     }
 
     #[test]
@@ -600,14 +705,54 @@ mod tests {
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert_eq!(s.database_url(), "sqlite://rekey-data/rekey.db");
         assert_eq!(s.unauth_deadline_ms, 400);
+        assert_eq!(s.request_timeout_ms, 10_000);
+        assert_eq!(s.body_limit_bytes, 65_536);
+        assert_eq!(s.trusted_proxies, TrustedProxies::default());
+        assert_eq!(s.log_format, LogFormat::Text);
         assert_eq!(s.argon2.queue, 64);
+        assert_eq!(s.argon2.memory_kib, 19_456);
+        assert_eq!(s.argon2.iterations, 2);
+        assert_eq!(s.argon2.parallelism, 1);
+        assert_eq!(s.argon2.threads, None);
         assert_eq!(s.outbox.max_attempts, 8);
         assert_eq!(s.outbox.poll_ms, 500);
         assert_eq!(s.outbox.backoff_ms, 1000);
         assert_eq!(s.outbox.lease_ms, 60_000);
+        assert_eq!(s.outbox.concurrency, 8);
         assert_eq!(s.header_timeout_ms, 10_000);
         assert_eq!(s.idle_timeout_ms, 75_000);
         assert_eq!(s.max_connections, 4096);
         assert_eq!(s.shutdown_timeout_ms, 10_000);
+        assert_eq!(s.code.length, 8);
+        assert_eq!(s.code.alphabet, CodeAlphabet::Rekey);
+        assert_eq!(s.code.expiry_secs, 3600);
+        assert_eq!(s.code.init_expiry_secs, 72 * 3600);
+        assert_eq!(
+            (
+                s.limits.messages_per_user_per_hour,
+                s.limits.unauth_per_cname_email_per_hour,
+                s.limits.unauth_per_ip_per_minute,
+                s.limits.code_tries_per_ip_per_minute,
+                s.limits.ipv6_prefix
+            ),
+            (5, 5, 20, 30, 64)
+        );
+        assert_eq!((s.password.min_length, s.password.max_length), (12, 128));
+        assert!(
+            !(s.password.require_lower
+                || s.password.require_upper
+                || s.password.require_digit
+                || s.password.require_symbol)
+        );
+        assert_eq!(s.smtp.tls, SmtpTls::StartTls);
+        assert_eq!(s.smtp.from, "rekey@localhost");
+        assert_eq!(s.smtp.from_name.as_deref(), Some("Rekey"));
+        assert_eq!(s.cors.allowed_origins, CorsPolicy::Off);
+        // Loading with nothing set gives the same values as `Default`.
+        figment::Jail::expect_with(|_| {
+            let loaded = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(format!("{loaded:?}"), format!("{s:?}"));
+            Ok(())
+        });
     }
 }

@@ -3,7 +3,7 @@
 //! against the list the `passwords` crate ships).
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorHint};
 
@@ -35,7 +35,10 @@ impl PasswordRule {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The instance default is also the `[password]` section of the configuration
+/// (`REKEY_PASSWORD__…`), whose defaults are [`PasswordPolicy::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PasswordPolicy {
     pub min_length: u32,
     pub max_length: u32,

@@ -2,6 +2,7 @@
 //! checks a tenant's settings must pass.
 
 use chrono::Duration;
+use serde::Deserialize;
 
 use crate::domain::reset_code::{CodeKind, CodePolicy};
 use crate::domain::tenant::{CodeAlphabet, TenantSettings};
@@ -13,7 +14,11 @@ use crate::policy::url_template::UrlTemplate;
 const MIN_EXPIRY_SECS: u64 = 5 * 60;
 const MAX_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 
+/// Wrong submissions that kill a code (SPEC §7). A rule of the product, not a setting.
+pub const MAX_CODE_ATTEMPTS: u32 = 5;
+
 /// Instance-wide defaults (SPEC §7, §10, §12); tenants override them in their settings.
+/// [`Config::default`] holds the defaults of the matching `REKEY_CODE__…` keys.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Base of every link in a message; never taken from a request.
@@ -27,7 +32,10 @@ pub struct Config {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Instance-wide rate limits (SPEC §10); also the `[limits]` section of the configuration
+/// (`REKEY_LIMITS__…`), whose defaults are [`Limits::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     pub messages_per_user_per_hour: u32,
     pub unauth_per_cname_email_per_hour: u32,
@@ -75,7 +83,7 @@ impl Default for Config {
             code_alphabet: CodeAlphabet::Rekey,
             code_expiry_secs: 3600,
             code_init_expiry_secs: 72 * 3600,
-            max_code_attempts: 5,
+            max_code_attempts: MAX_CODE_ATTEMPTS,
             password: PasswordPolicy::default(),
             limits: Limits::default(),
         }

@@ -1,8 +1,8 @@
 //! `rekey tenant …`: create a tenant, change its settings, show it.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::Context;
 use rekey_core::domain::Cname;
-use rekey_core::domain::{CodeAlphabet, Tenant, TenantSettings};
+use rekey_core::domain::{Tenant, TenantSettings};
 use rekey_core::flows::Rekey;
 use serde_json::{json, Value};
 
@@ -51,74 +51,13 @@ pub async fn show(rekey: &Rekey, tenant: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `key=value` for `rekey tenant set`; an empty value resets the key.
+/// `key=value` for `rekey tenant set`; an empty value resets the key. The names and how each
+/// value is read are the core's ([`TenantSettings::assign`]).
 fn apply_setting(settings: &mut TenantSettings, assignment: &str) -> anyhow::Result<()> {
     let (key, value) = assignment
         .split_once('=')
         .with_context(|| format!("{assignment:?} is not KEY=VALUE"))?;
-    let value = value.trim();
-    let reset = value.is_empty();
-    fn num<T: std::str::FromStr>(key: &str, value: &str) -> anyhow::Result<T> {
-        value
-            .parse()
-            .map_err(|_| anyhow!("{key}: {value:?} is not a number"))
-    }
-    fn flag(key: &str, value: &str) -> anyhow::Result<bool> {
-        match value {
-            "true" | "yes" | "on" | "1" => Ok(true),
-            "false" | "no" | "off" | "0" => Ok(false),
-            _ => bail!("{key}: {value:?} is not true or false"),
-        }
-    }
-    match key.trim() {
-        "code.length" => settings.code_length = (!reset).then(|| num(key, value)).transpose()?,
-        "code.alphabet" => {
-            settings.code_alphabet = match value {
-                "" => None,
-                "rekey" => Some(CodeAlphabet::Rekey),
-                "zitadel" => Some(CodeAlphabet::Zitadel),
-                _ => bail!("code.alphabet must be rekey or zitadel"),
-            }
-        }
-        "code.expiry_secs" => {
-            settings.code_expiry_secs = (!reset).then(|| num(key, value)).transpose()?
-        }
-        "code.init_expiry_secs" => {
-            settings.code_init_expiry_secs = (!reset).then(|| num(key, value)).transpose()?
-        }
-        "password.min_length" => {
-            settings.password_min_length = (!reset).then(|| num(key, value)).transpose()?
-        }
-        "password.max_length" => {
-            settings.password_max_length = (!reset).then(|| num(key, value)).transpose()?
-        }
-        "password.require_lower" => {
-            settings.password_require_lower = (!reset).then(|| flag(key, value)).transpose()?
-        }
-        "password.require_upper" => {
-            settings.password_require_upper = (!reset).then(|| flag(key, value)).transpose()?
-        }
-        "password.require_digit" => {
-            settings.password_require_digit = (!reset).then(|| flag(key, value)).transpose()?
-        }
-        "password.require_symbol" => {
-            settings.password_require_symbol = (!reset).then(|| flag(key, value)).transpose()?
-        }
-        "limits.messages_per_user_per_hour" => {
-            settings.limits_messages_per_user_per_hour =
-                (!reset).then(|| num(key, value)).transpose()?
-        }
-        "link_template" => settings.link_template = (!reset).then(|| value.to_owned()),
-        "language" => settings.language = (!reset).then(|| value.to_owned()),
-        "ui.login_url" => {
-            if !reset {
-                rekey_core::policy::validate_login_url(value).map_err(|what| anyhow!(what))?;
-            }
-            settings.ui_login_url = (!reset).then(|| value.to_owned());
-        }
-        other => bail!("unknown tenant setting {other:?}"),
-    }
-    Ok(())
+    Ok(settings.assign(key, value)?)
 }
 
 fn tenant_json(t: &Tenant) -> Value {
@@ -133,6 +72,8 @@ fn tenant_json(t: &Tenant) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use rekey_core::domain::CodeAlphabet;
+
     use super::*;
 
     #[test]
