@@ -2,8 +2,6 @@
 //! payload is sealed before it is stored because it may hold a code; the worker opens it,
 //! renders and sends, then erases it.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -13,90 +11,32 @@ use crate::domain::user::User;
 use crate::error::Error;
 use crate::ports::random::Random;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Email,
-    Sms,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Sms => "sms",
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Channel ("channel") {
+        Email => "email",
+        Sms => "sms",
     }
 }
 
-impl FromStr for Channel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "email" => Ok(Channel::Email),
-            "sms" => Ok(Channel::Sms),
-            other => Err(format!("unknown channel {other:?}")),
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MessageKind ("message kind") {
+        PasswordReset => "password_reset",
+        PasswordInit => "password_init",
+        PasswordChanged => "password_changed",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageKind {
-    PasswordReset,
-    PasswordInit,
-    PasswordChanged,
-}
-
-impl MessageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::PasswordReset => "password_reset",
-            MessageKind::PasswordInit => "password_init",
-            MessageKind::PasswordChanged => "password_changed",
-        }
-    }
-}
-
-impl FromStr for MessageKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "password_reset" => Ok(MessageKind::PasswordReset),
-            "password_init" => Ok(MessageKind::PasswordInit),
-            "password_changed" => Ok(MessageKind::PasswordChanged),
-            other => Err(format!("unknown message kind {other:?}")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutboxState {
-    Pending,
-    Sent,
-    Failed,
-}
-
-impl OutboxState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboxState::Pending => "pending",
-            OutboxState::Sent => "sent",
-            OutboxState::Failed => "failed",
-        }
-    }
-}
-
-impl FromStr for OutboxState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pending" => Ok(OutboxState::Pending),
-            "sent" => Ok(OutboxState::Sent),
-            "failed" => Ok(OutboxState::Failed),
-            other => Err(format!("unknown outbox state {other:?}")),
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum OutboxState ("outbox state") {
+        Pending => "pending",
+        Sent => "sent",
+        Failed => "failed",
     }
 }
 

@@ -1,8 +1,6 @@
 //! Reset codes: drawn uniformly from a CSPRNG over the policy's alphabet, and stored only as a
 //! keyed MAC ([`crate::crypto::code_mac`]), never as the code.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -11,32 +9,14 @@ use crate::domain::ids::{TenantId, UserId};
 use crate::domain::tenant::CodeAlphabet;
 use crate::ports::random::Random;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CodeKind {
-    /// A reset of an existing password.
-    Reset,
-    /// Onboarding: the first password of an `initial` user (longer expiry).
-    Init,
-}
-
-impl CodeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CodeKind::Reset => "reset",
-            CodeKind::Init => "init",
-        }
-    }
-}
-
-impl FromStr for CodeKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "reset" => Ok(CodeKind::Reset),
-            "init" => Ok(CodeKind::Init),
-            other => Err(format!("unknown code kind {other:?}")),
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum CodeKind ("code kind") {
+        /// A reset of an existing password.
+        Reset => "reset",
+        /// Onboarding: the first password of an `initial` user (longer expiry).
+        Init => "init",
     }
 }
 

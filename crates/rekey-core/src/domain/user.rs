@@ -1,7 +1,6 @@
 //! A human user, its states, and how the setup API asks for a page of users.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,46 +9,16 @@ use crate::domain::ids::{TenantId, UserId};
 // The search's vocabulary is the store's (it evaluates searches).
 use crate::ports::store::UserFilter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UserState {
-    /// Onboarded, no password yet.
-    Initial,
-    Active,
-    Inactive,
-    Locked,
-    Deleted,
-}
-
-impl UserState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserState::Initial => "initial",
-            UserState::Active => "active",
-            UserState::Inactive => "inactive",
-            UserState::Locked => "locked",
-            UserState::Deleted => "deleted",
-        }
-    }
-}
-
-impl fmt::Display for UserState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for UserState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "initial" => Ok(UserState::Initial),
-            "active" => Ok(UserState::Active),
-            "inactive" => Ok(UserState::Inactive),
-            "locked" => Ok(UserState::Locked),
-            "deleted" => Ok(UserState::Deleted),
-            other => Err(format!("unknown user state {other:?}")),
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum UserState ("user state") {
+        /// Onboarded, no password yet.
+        Initial => "initial",
+        Active => "active",
+        Inactive => "inactive",
+        Locked => "locked",
+        Deleted => "deleted",
     }
 }
 
