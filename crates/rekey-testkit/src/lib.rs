@@ -6,9 +6,12 @@
 //!   PostgreSQL being unreachable is a test failure, never a silent skip.
 //! - [`both_dbs!`]: runs one `async fn name(db: DbKind)` as two tests, `name::sqlite` and
 //!   `name::postgres`.
+//! - [`fixtures`]: builders for the records tests write (tenant, Ada the user, outbox
+//!   message, audit event).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fixtures;
 pub mod proxy;
 pub mod smtp;
 

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_core::domain::{
-    ApiToken, Channel, CodeKind, MessageKind, NewEvent, OutboxMessage, OutboxState, Role, Tenant,
-    TenantSettings, User, UserState,
+    ApiToken, CodeKind, NewEvent, OutboxMessage, OutboxState, Role, Tenant, User,
 };
 use rekey_core::domain::{TenantId, UserId};
 use rekey_core::ports::store::{NewResetCode, Store, UserChange, UserSearch};
 use rekey_core::ports::{Clock, SystemClock};
+use rekey_testkit::fixtures;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
@@ -265,45 +265,31 @@ pub fn uid(id: &str) -> UserId {
 }
 
 pub fn event(kind: &'static str) -> NewEvent {
-    NewEvent {
-        kind,
-        actor: "token:test".to_owned(),
-        ip: Some("192.0.2.7".to_owned()),
-        payload: serde_json::json!({ "note": kind }),
-    }
+    fixtures::event(kind)
+        .actor("token:test")
+        .ip("192.0.2.7")
+        .payload(serde_json::json!({ "note": kind }))
+        .build()
 }
 
 pub fn tenant(id: &str, cname: &str) -> Tenant {
-    Tenant {
-        id: tid(id),
-        name: format!("Tenant {id}"),
-        cname: cname.to_owned(),
-        settings: TenantSettings::default(),
-        creation_date: t(0),
-        change_date: t(0),
-    }
+    fixtures::tenant(id)
+        .name(&format!("Tenant {id}"))
+        .cname(cname)
+        .at(t(0))
+        .build()
 }
 
 pub fn user(tenant: &str, id: &str, email: &str) -> User {
-    User {
-        id: uid(id),
-        tenant_id: tid(tenant),
-        username: format!("user-{id}"),
-        email: email.to_owned(),
-        email_verified: true,
-        phone: Some("+41790000000".to_owned()),
-        phone_verified: false,
-        first_name: "Ada".to_owned(),
-        last_name: "Lovelace".to_owned(),
-        display_name: "Ada Lovelace".to_owned(),
-        preferred_language: "en".to_owned(),
-        state: UserState::Active,
-        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
-        password_change_required: false,
-        sequence: 1,
-        creation_date: t(1),
-        change_date: t(1),
-    }
+    fixtures::user()
+        .id(id)
+        .tenant(tenant)
+        .username(&format!("user-{id}"))
+        .email(email)
+        .phone("+41790000000", false)
+        .password_hash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+        .at(t(1))
+        .build()
 }
 
 pub fn new_code(id: &str, at: DateTime<Utc>) -> NewResetCode {
@@ -317,24 +303,13 @@ pub fn new_code(id: &str, at: DateTime<Utc>) -> NewResetCode {
 }
 
 pub fn message(tenant: &str, user: &str, id: &str, state: OutboxState) -> OutboxMessage {
-    OutboxMessage {
-        id: id.to_owned(),
-        tenant_id: tid(tenant),
-        user_id: uid(user),
-        channel: Channel::Email,
-        recipient: Some("ada@example.com".to_owned()),
-        kind: MessageKind::PasswordReset,
-        idempotency_key: format!("idem-{id}"),
-        key_id: "o1".to_owned(),
-        body: vec![1, 2, 3, 0, 255],
-        state,
-        attempts: 0,
-        next_attempt_at: t(10),
-        last_error: None,
-        created_at: t(10),
-        sent_at: None,
-        body_expires_at: None,
-    }
+    fixtures::message(id)
+        .to(tenant, user)
+        .idempotency_key(&format!("idem-{id}"))
+        .sealed("o1", vec![1, 2, 3, 0, 255])
+        .state(state)
+        .at(t(10))
+        .build()
 }
 
 pub fn token(id: &str, byte: u8, role: Role) -> ApiToken {
