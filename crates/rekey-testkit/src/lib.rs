@@ -25,6 +25,15 @@ pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// How long to wait for PostgreSQL before declaring it unreachable.
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A loopback port that nothing listens on right now (the OS picks it; the listener is
+/// closed again before returning, so another process could take it — fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {
