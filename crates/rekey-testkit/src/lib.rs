@@ -244,8 +244,33 @@ where
 /// ```
 ///
 /// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
+///
+/// With `run = path;` first, each test is `async fn name(fixture: F)` and both tests call
+/// `path(DbKind, name).await` instead, for suites whose runner builds a richer fixture from the
+/// database (the store's conformance suite):
+///
+/// ```ignore
+/// rekey_testkit::both_dbs!(run = crate::harness::run; tokens_round_trip);
+/// ```
 #[macro_export]
 macro_rules! both_dbs {
+    (run = $run:path; $($(#[$meta:meta])* $name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $(#[$meta])*
+                async fn sqlite() {
+                    $run($crate::DbKind::Sqlite, super::$name).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $(#[$meta])*
+                async fn postgres() {
+                    $run($crate::DbKind::Postgres, super::$name).await
+                }
+            }
+        )+
+    };
     ($($(#[$meta:meta])* $name:ident),+ $(,)?) => {
         $(
             mod $name {
