@@ -146,10 +146,8 @@ impl Transport for SmtpEmail {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use chrono::TimeZone;
-    use rekey_core::domain::MessagePayload;
-    use rekey_core::domain::{Channel, MessageKind, OutboxMessage, OutboxState};
-    use rekey_core::domain::{TenantId, UserId};
     use rekey_core::ports::ManualClock;
+    use rekey_testkit::fixtures;
 
     use super::*;
     use crate::smtp::{SmtpConfig, SmtpTls};
@@ -205,33 +203,12 @@ mod tests {
             .unwrap(),
             Arc::new(ManualClock::new(at)),
         );
-        let message = OutboxMessage {
-            id: "m1".to_owned(),
-            tenant_id: TenantId::parse("t1").unwrap(),
-            user_id: UserId::parse("u1").unwrap(),
-            channel: Channel::Email,
-            recipient: Some("ada@example.com".to_owned()),
-            kind: MessageKind::PasswordReset,
-            idempotency_key: "m1.t1".to_owned(),
-            key_id: "k".to_owned(),
-            body: Vec::new(),
-            state: OutboxState::Pending,
-            attempts: 1,
-            next_attempt_at: at,
-            last_error: None,
-            created_at: at,
-            sent_at: None,
-            body_expires_at: None,
-        };
-        let payload = MessagePayload {
-            tenant_id: "t1".to_owned(),
-            user_id: "u1".to_owned(),
-            display_name: "Ada Lovelace".to_owned(),
-            language: "en".to_owned(),
-            code: None,
-            link: None,
-            expires_at: None,
-        };
+        let message = fixtures::message("m1")
+            .sealed("k", Vec::new())
+            .attempts(1)
+            .at(at)
+            .build();
+        let payload = fixtures::reset_payload(None, None);
         let rendered = Rendered {
             language: "en",
             subject: "Reset password".to_owned(),

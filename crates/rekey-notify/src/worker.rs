@@ -456,12 +456,11 @@ mod tests {
 
     use chrono::TimeZone;
     use rekey_core::crypto::KeyRing;
-    use rekey_core::domain::{
-        MessageKind, NewEvent, OutboxState, Tenant, TenantSettings, User, UserState,
-    };
+    use rekey_core::domain::{NewEvent, OutboxState};
     use rekey_core::domain::{TenantId, UserId};
     use rekey_core::ports::store::UserChange;
     use rekey_core::ports::{ManualClock, SeededRandom};
+    use rekey_testkit::fixtures;
 
     use super::*;
 
@@ -544,12 +543,7 @@ mod tests {
     }
 
     fn event() -> NewEvent {
-        NewEvent {
-            kind: "test",
-            actor: "test".to_owned(),
-            ip: None,
-            payload: serde_json::json!({}),
-        }
+        fixtures::event("test").build()
     }
 
     async fn setup() -> Setup {
@@ -561,34 +555,12 @@ mod tests {
         let rng = Arc::new(SeededRandom::new(7));
         let sealer =
             Sealer::new(KeyRing::parse(&KeyRing::generate_spec("o1", rng.as_ref())).unwrap());
-        let tenant = Tenant {
-            id: TenantId::parse("t1").unwrap(),
-            name: "T1".to_owned(),
-            cname: "t1.example".to_owned(),
-            settings: TenantSettings::default(),
-            creation_date: start(),
-            change_date: start(),
-        };
+        let tenant = fixtures::tenant("t1").at(start()).build();
         store.insert_tenant(&tenant, &event()).await.unwrap();
-        let user = User {
-            id: UserId::parse("u1").unwrap(),
-            tenant_id: tenant.id.clone(),
-            username: "ada".to_owned(),
-            email: "ada@example.com".to_owned(),
-            email_verified: true,
-            phone: Some("+41790000001".to_owned()),
-            phone_verified: true,
-            first_name: "Ada".to_owned(),
-            last_name: "Lovelace".to_owned(),
-            display_name: "Ada Lovelace".to_owned(),
-            preferred_language: "en".to_owned(),
-            state: UserState::Active,
-            password_hash: None,
-            password_change_required: false,
-            sequence: 1,
-            creation_date: start(),
-            change_date: start(),
-        };
+        let user = fixtures::user()
+            .phone("+41790000001", true)
+            .at(start())
+            .build();
         store.insert_user(&user, &event()).await.unwrap();
         Setup {
             store,
@@ -620,13 +592,8 @@ mod tests {
         async fn queue(&self, channel: Channel, ids: &[&str]) {
             let now = self.clock.now();
             let payload = MessagePayload {
-                tenant_id: "t1".to_owned(),
-                user_id: "u1".to_owned(),
-                display_name: "Ada Lovelace".to_owned(),
-                language: "en".to_owned(),
-                code: Some(CODE.to_owned()),
-                link: Some(LINK.to_owned()),
                 expires_at: Some(now + chrono::Duration::hours(1)),
+                ..fixtures::reset_payload(Some(CODE), Some(LINK))
             };
             let mut change = UserChange::new(
                 TenantId::parse("t1").unwrap(),
@@ -636,27 +603,18 @@ mod tests {
             );
             for id in ids {
                 let (key_id, body) = payload.seal(&self.sealer, self.rng.as_ref(), id).unwrap();
-                change.outbox.push(OutboxMessage {
-                    id: (*id).to_owned(),
-                    tenant_id: TenantId::parse("t1").unwrap(),
-                    user_id: UserId::parse("u1").unwrap(),
-                    channel,
-                    recipient: Some(match channel {
-                        Channel::Email => "ada@example.com".to_owned(),
-                        Channel::Sms => "+41790000001".to_owned(),
-                    }),
-                    kind: MessageKind::PasswordReset,
-                    idempotency_key: format!("{id}.t1"),
-                    key_id,
-                    body,
-                    state: OutboxState::Pending,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    last_error: None,
-                    created_at: now,
-                    sent_at: None,
-                    body_expires_at: payload.expires_at,
-                });
+                let recipient = match channel {
+                    Channel::Email => "ada@example.com",
+                    Channel::Sms => "+41790000001",
+                };
+                change.outbox.push(
+                    fixtures::message(id)
+                        .channel(channel, recipient)
+                        .sealed(&key_id, body)
+                        .at(now)
+                        .body_expires_at(payload.expires_at)
+                        .build(),
+                );
             }
             self.store.change_user(&change).await.unwrap();
         }

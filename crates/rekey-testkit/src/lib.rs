@@ -6,9 +6,12 @@
 //!   PostgreSQL being unreachable is a test failure, never a silent skip.
 //! - [`both_dbs!`]: runs one `async fn name(db: DbKind)` as two tests, `name::sqlite` and
 //!   `name::postgres`.
+//! - [`fixtures`]: builders for the records tests write (tenant, Ada the user, outbox
+//!   message, audit event).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fixtures;
 pub mod proxy;
 pub mod smtp;
 
@@ -21,6 +24,15 @@ pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// How long to wait for PostgreSQL before declaring it unreachable.
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A loopback port that nothing listens on right now (the OS picks it; the listener is
+/// closed again before returning, so another process could take it — fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,8 +244,33 @@ where
 /// ```
 ///
 /// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
+///
+/// With `run = path;` first, each test is `async fn name(fixture: F)` and both tests call
+/// `path(DbKind, name).await` instead, for suites whose runner builds a richer fixture from the
+/// database (the store's conformance suite):
+///
+/// ```ignore
+/// rekey_testkit::both_dbs!(run = crate::harness::run; tokens_round_trip);
+/// ```
 #[macro_export]
 macro_rules! both_dbs {
+    (run = $run:path; $($(#[$meta:meta])* $name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $(#[$meta])*
+                async fn sqlite() {
+                    $run($crate::DbKind::Sqlite, super::$name).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $(#[$meta])*
+                async fn postgres() {
+                    $run($crate::DbKind::Postgres, super::$name).await
+                }
+            }
+        )+
+    };
     ($($(#[$meta:meta])* $name:ident),+ $(,)?) => {
         $(
             mod $name {

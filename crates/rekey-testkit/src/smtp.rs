@@ -217,11 +217,3 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
     }
 }
-
-/// A loopback port that nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}

@@ -11,8 +11,9 @@ use rekey_notify::smtp::{SmtpConfig, SmtpMailer, SmtpTls};
 use rekey_notify::Transport;
 use secrecy::SecretString;
 
-use crate::sink::{free_port, SinkTls, SmtpSink};
+use crate::sink::{SinkTls, SmtpSink};
 use crate::{at, Fixture, CODE, LINK};
+use rekey_testkit::free_port;
 
 fn config(port: u16, tls: SmtpTls) -> SmtpConfig {
     let mut config = SmtpConfig::new("127.0.0.1", tls);

@@ -12,9 +12,9 @@ mod worker;
 
 use chrono::{DateTime, TimeZone, Utc};
 use rekey_core::domain::MessagePayload;
-use rekey_core::domain::{Channel, MessageKind, OutboxMessage, OutboxState};
-use rekey_core::domain::{TenantId, UserId};
+use rekey_core::domain::{Channel, MessageKind, OutboxMessage};
 use rekey_notify::{Rendered, Templates};
+use rekey_testkit::fixtures;
 
 pub const CODE: &str = "QX7KM2PA";
 pub const LINK: &str = "https://id.example.com/ui/password/reset?userID=u1&code=QX7KM2PA&orgID=t1";
@@ -33,36 +33,18 @@ pub struct Fixture {
 impl Fixture {
     pub fn new(id: &str, channel: Channel, recipient: &str) -> Self {
         let payload = MessagePayload {
-            tenant_id: "t1".to_owned(),
-            user_id: "u1".to_owned(),
-            display_name: "Ada Lovelace".to_owned(),
-            language: "en".to_owned(),
-            code: Some(CODE.to_owned()),
-            link: Some(LINK.to_owned()),
             expires_at: Some(at() + chrono::Duration::hours(1)),
+            ..fixtures::reset_payload(Some(CODE), Some(LINK))
         };
         let rendered = Templates::builtin()
             .unwrap()
             .render(MessageKind::PasswordReset, &payload, at())
             .unwrap();
-        let message = OutboxMessage {
-            id: id.to_owned(),
-            tenant_id: TenantId::parse("t1").unwrap(),
-            user_id: UserId::parse("u1").unwrap(),
-            channel,
-            recipient: Some(recipient.to_owned()),
-            kind: MessageKind::PasswordReset,
-            idempotency_key: format!("{id}.t1"),
-            key_id: "o1".to_owned(),
-            body: Vec::new(),
-            state: OutboxState::Pending,
-            attempts: 1,
-            next_attempt_at: at(),
-            last_error: None,
-            created_at: at(),
-            sent_at: None,
-            body_expires_at: None,
-        };
+        let message = fixtures::message(id)
+            .channel(channel, recipient)
+            .attempts(1)
+            .at(at())
+            .build();
         Self {
             message,
             payload,

@@ -151,7 +151,7 @@ async fn webhook_errors_retry_on_5xx_and_park_on_4xx() {
 
     let nobody = WebhookSms::new(
         http_client(std::time::Duration::from_secs(5)).unwrap(),
-        format!("http://127.0.0.1:{}/hooks/sms", crate::sink::free_port()),
+        format!("http://127.0.0.1:{}/hooks/sms", rekey_testkit::free_port()),
         None,
         Arc::new(ManualClock::new(at())),
     );

@@ -15,7 +15,8 @@ use rekey_notify::{Templates, Transports, Worker, WorkerConfig};
 use tokio::sync::Notify;
 
 use crate::outbox_fixture::{queue_resets, sealer, store_with_ada, QUEUED_CODE};
-use crate::sink::{free_port, SinkTls, SmtpSink};
+use crate::sink::{SinkTls, SmtpSink};
+use rekey_testkit::free_port;
 
 struct Setup {
     store: Arc<dyn Store>,

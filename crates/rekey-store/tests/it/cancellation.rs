@@ -13,7 +13,8 @@ use rekey_core::ports::store::{RateLimitHit, UserChange};
 
 use crate::harness::{event, new_code, seed, t, tid, uid, Fixture};
 
-conformance!(cancelled_writes_never_poison_the_writer);
+rekey_testkit::both_dbs!(
+    run = crate::harness::run;cancelled_writes_never_poison_the_writer);
 
 /// Polls `fut` `polls` times, letting the database's own threads run a little in between,
 /// then drops it: a caller that goes away at an arbitrary point of the write.

@@ -3,7 +3,8 @@ use rekey_core::ports::store::{EventFilter, PasswordChange, RateLimitHit, StoreE
 
 use crate::harness::{event, message, new_code, seed, t, tid, token, uid, Fixture};
 
-conformance!(
+rekey_testkit::both_dbs!(
+    run = crate::harness::run;
     bumps_sequence_and_appends_events,
     sets_password_and_state,
     require_state_conflict_writes_nothing,
@@ -343,15 +344,7 @@ async fn failed_change_writes_nothing(fx: Fixture) {
         .unwrap()
         .unwrap();
     assert_eq!((user.sequence, user.state), (2, UserState::Active));
-    assert_eq!(
-        fx.store
-            .pending_code(&tid("t1"), &uid("u1"))
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        "c1"
-    );
+    assert_eq!(fx.pending_id("t1", "u1").await, "c1");
     assert!(fx.store.token_by_hash(&[9; 32]).await.unwrap().is_some());
 
     // The same change with the real code goes through, all of it.
@@ -369,11 +362,6 @@ async fn failed_change_writes_nothing(fx: Fixture) {
     assert!(fx.store.token_by_hash(&[9; 32]).await.unwrap().is_none());
     assert_eq!(fx.count("outbox").await, 1);
     assert_eq!(fx.count("rate_limits").await, 1);
-    let pending = fx
-        .store
-        .pending_code(&tid("t1"), &uid("u1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let pending = fx.pending("t1", "u1").await;
     assert_eq!(pending.id, "c2");
 }

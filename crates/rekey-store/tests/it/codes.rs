@@ -6,7 +6,8 @@ use rekey_core::ports::store::{AttemptReservation, Store, StoreError, UserChange
 
 use crate::harness::{event, issue_code, new_code, seed, t, tid, uid, Fixture};
 
-conformance!(
+rekey_testkit::both_dbs!(
+    run = crate::harness::run;
     issued_code_is_pending,
     consume_succeeds_once,
     concurrent_consumes_exactly_one_wins,
@@ -37,12 +38,7 @@ async fn issued_code_is_pending(fx: Fixture) {
     change.new_code = Some(code.clone());
     fx.store.change_user(&change).await.unwrap();
 
-    let pending = fx
-        .store
-        .pending_code(&tid("t1"), &uid("u1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let pending = fx.pending("t1", "u1").await;
     assert_eq!(pending.id, "c1");
     assert_eq!(pending.tenant_id, tid("t1"));
     assert_eq!(pending.user_id, uid("u1"));
@@ -135,12 +131,7 @@ async fn new_code_voids_previous(fx: Fixture) {
     seed(&fx).await;
     issue_code(&fx, "t1", "u1", "c1", t(10)).await;
     issue_code(&fx, "t1", "u1", "c2", t(20)).await;
-    let pending = fx
-        .store
-        .pending_code(&tid("t1"), &uid("u1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let pending = fx.pending("t1", "u1").await;
     assert_eq!(pending.id, "c2");
     assert_eq!(
         fx.text("SELECT outcome FROM reset_codes WHERE id = 'c1'")
@@ -171,15 +162,7 @@ async fn new_code_voids_previous(fx: Fixture) {
             .await,
         1
     );
-    assert_eq!(
-        fx.store
-            .pending_code(&tid("t1"), &uid("u1"))
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        "c3"
-    );
+    assert_eq!(fx.pending_id("t1", "u1").await, "c3");
     // Voiding without a new code leaves none.
     let mut void = UserChange::new(tid("t1"), uid("u1"), t(50), event("user.codes.voided"));
     void.void_pending_codes = true;
@@ -207,12 +190,7 @@ async fn pending_code_is_per_user_and_tenant(fx: Fixture) {
         .change_user(&consume("t1", "u1", "c1", 20))
         .await
         .unwrap();
-    let other = fx
-        .store
-        .pending_code(&tid("t2"), &uid("u3"))
-        .await
-        .unwrap()
-        .unwrap();
+    let other = fx.pending("t2", "u3").await;
     assert_eq!((other.id.as_str(), other.used_at), ("c1", None));
     // Issuing for u2 does not void u1's or u3's codes.
     issue_code(&fx, "t1", "u2", "c9", t(30)).await;
@@ -258,12 +236,7 @@ async fn concurrent_reservations_stop_at_the_cap(fx: Fixture) {
     reserved.sort_unstable();
     assert_eq!(reserved, vec![1, 2, 3, 4, 5]);
     assert_eq!(exhausted, 15);
-    let code = fx
-        .store
-        .pending_code(&tid("t1"), &uid("u1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let code = fx.pending("t1", "u1").await;
     assert_eq!(code.attempts, 5);
     // Counting attempts is not a user change: no event, no sequence.
     let user = fx

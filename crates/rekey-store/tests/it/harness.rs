@@ -1,27 +1,19 @@
-//! Fixtures: a fresh store per test on either database, an independent connection to look at
+//! Fixtures: a fresh store per test on either database (a `rekey_testkit::TestDb`), an independent connection to look at
 //! the raw rows, and builders for multi-tenant test data.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_core::domain::{
-    ApiToken, Channel, CodeKind, MessageKind, NewEvent, OutboxMessage, OutboxState, Role, Tenant,
-    TenantSettings, User, UserState,
+    ApiToken, CodeKind, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord, Role, Tenant, User,
 };
 use rekey_core::domain::{TenantId, UserId};
 use rekey_core::ports::store::{NewResetCode, Store, UserChange, UserSearch};
-use rekey_core::ports::{Clock, SystemClock};
+use rekey_testkit::{fixtures, DbKind, TestDb};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A raw view of the test database, independent of the store under test.
 pub enum Db {
@@ -44,93 +36,49 @@ pub struct Fixture {
     pub url: String,
 }
 
-fn base_pg_url() -> String {
-    std::env::var("REKEY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn unique_name() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemClock.now().timestamp_subsec_nanos();
-    format!(
-        "rekey_t_{}_{}_{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Runs `test` against a fresh store on `backend`, then cleans up (also when the test panics,
-/// whose panic is then passed on).
-pub async fn run<F, Fut>(backend: Backend, test: F)
+/// Runs `test` against a fresh store on a fresh [`TestDb`] of `kind`, then cleans up (also
+/// when the test panics, whose panic is then passed on). The runner of
+/// `rekey_testkit::both_dbs!(run = crate::harness::run; …)`.
+pub async fn run<F, Fut>(kind: DbKind, test: F)
 where
     F: FnOnce(Fixture) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let path = dir.path().join("data").join("rekey.db");
-            let url = format!("sqlite://{}", path.display());
-            assert!(url.starts_with("sqlite:///"), "absolute form: {url}");
-            let store = rekey_store::connect(&url).await.expect("open SQLite store");
-            let raw = SqlitePoolOptions::new()
+    let test_db = TestDb::new(kind);
+    let url = test_db.url().to_owned();
+    let store = rekey_store::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("open the {} store: {e}", kind.name()));
+    let db = match kind {
+        DbKind::Sqlite => Db::Sqlite(
+            SqlitePoolOptions::new()
                 .max_connections(2)
                 .connect(&format!("{url}?mode=ro"))
                 .await
-                .expect("raw SQLite connection");
-            let fx = Fixture {
-                store,
-                db: Db::Sqlite(raw.clone()),
-                url,
-            };
-            let outcome = tokio::spawn(test(fx)).await;
-            raw.close().await;
-            drop(dir);
-            if let Err(err) = outcome {
-                std::panic::resume_unwind(err.into_panic());
-            }
-        }
-        Backend::Postgres => {
-            let base = base_pg_url();
-            let mut admin = PgConnection::connect(&base).await.unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is required for the store conformance tests and is unreachable \
-                     at REKEY_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test): {e}"
-                )
-            });
-            let name = unique_name();
-            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                .execute(&mut admin)
-                .await
-                .expect("create test database");
-            let mut url = url::Url::parse(&base).expect("REKEY_TEST_DATABASE_URL is a URL");
-            url.set_path(&format!("/{name}"));
-            let url = url.to_string();
-            let store = rekey_store::connect(&url)
-                .await
-                .expect("open PostgreSQL store");
-            let raw = PgPoolOptions::new()
+                .expect("raw SQLite connection"),
+        ),
+        DbKind::Postgres => Db::Pg(
+            PgPoolOptions::new()
                 .max_connections(2)
                 .connect(&url)
                 .await
-                .expect("raw PostgreSQL connection");
-            let fx = Fixture {
-                store,
-                db: Db::Pg(raw.clone()),
-                url,
-            };
-            let outcome = tokio::spawn(test(fx)).await;
-            raw.close().await;
-            // Best effort: FORCE ends the store's pooled connections.
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .execute(&mut admin)
-                .await;
-            let _ = admin.close().await;
-            if let Err(err) = outcome {
-                std::panic::resume_unwind(err.into_panic());
-            }
-        }
+                .expect("raw PostgreSQL connection"),
+        ),
+    };
+    let raw = match &db {
+        Db::Sqlite(pool) => Db::Sqlite(pool.clone()),
+        Db::Pg(pool) => Db::Pg(pool.clone()),
+    };
+    let outcome = tokio::spawn(test(Fixture { store, db, url })).await;
+    match raw {
+        Db::Sqlite(pool) => pool.close().await,
+        Db::Pg(pool) => pool.close().await,
+    }
+    // Dropping the guard removes the SQLite directory or drops the PostgreSQL database
+    // (`WITH (FORCE)`, which also ends the store's pooled connections).
+    drop(test_db);
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
     }
 }
 
@@ -189,6 +137,20 @@ impl Fixture {
             Db::Pg(pool) => sqlx::query(sql).execute(pool).await.map(drop),
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The user's pending code; panics when there is none.
+    pub async fn pending(&self, tenant: &str, user: &str) -> ResetCodeRecord {
+        self.store
+            .pending_code(&tid(tenant), &uid(user))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{tenant}/{user} has no pending code"))
+    }
+
+    /// The id of the user's pending code; panics when there is none.
+    pub async fn pending_id(&self, tenant: &str, user: &str) -> String {
+        self.pending(tenant, user).await.id
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -265,45 +227,31 @@ pub fn uid(id: &str) -> UserId {
 }
 
 pub fn event(kind: &'static str) -> NewEvent {
-    NewEvent {
-        kind,
-        actor: "token:test".to_owned(),
-        ip: Some("192.0.2.7".to_owned()),
-        payload: serde_json::json!({ "note": kind }),
-    }
+    fixtures::event(kind)
+        .actor("token:test")
+        .ip("192.0.2.7")
+        .payload(serde_json::json!({ "note": kind }))
+        .build()
 }
 
 pub fn tenant(id: &str, cname: &str) -> Tenant {
-    Tenant {
-        id: tid(id),
-        name: format!("Tenant {id}"),
-        cname: cname.to_owned(),
-        settings: TenantSettings::default(),
-        creation_date: t(0),
-        change_date: t(0),
-    }
+    fixtures::tenant(id)
+        .name(&format!("Tenant {id}"))
+        .cname(cname)
+        .at(t(0))
+        .build()
 }
 
 pub fn user(tenant: &str, id: &str, email: &str) -> User {
-    User {
-        id: uid(id),
-        tenant_id: tid(tenant),
-        username: format!("user-{id}"),
-        email: email.to_owned(),
-        email_verified: true,
-        phone: Some("+41790000000".to_owned()),
-        phone_verified: false,
-        first_name: "Ada".to_owned(),
-        last_name: "Lovelace".to_owned(),
-        display_name: "Ada Lovelace".to_owned(),
-        preferred_language: "en".to_owned(),
-        state: UserState::Active,
-        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
-        password_change_required: false,
-        sequence: 1,
-        creation_date: t(1),
-        change_date: t(1),
-    }
+    fixtures::user()
+        .id(id)
+        .tenant(tenant)
+        .username(&format!("user-{id}"))
+        .email(email)
+        .phone("+41790000000", false)
+        .password_hash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+        .at(t(1))
+        .build()
 }
 
 pub fn new_code(id: &str, at: DateTime<Utc>) -> NewResetCode {
@@ -317,24 +265,13 @@ pub fn new_code(id: &str, at: DateTime<Utc>) -> NewResetCode {
 }
 
 pub fn message(tenant: &str, user: &str, id: &str, state: OutboxState) -> OutboxMessage {
-    OutboxMessage {
-        id: id.to_owned(),
-        tenant_id: tid(tenant),
-        user_id: uid(user),
-        channel: Channel::Email,
-        recipient: Some("ada@example.com".to_owned()),
-        kind: MessageKind::PasswordReset,
-        idempotency_key: format!("idem-{id}"),
-        key_id: "o1".to_owned(),
-        body: vec![1, 2, 3, 0, 255],
-        state,
-        attempts: 0,
-        next_attempt_at: t(10),
-        last_error: None,
-        created_at: t(10),
-        sent_at: None,
-        body_expires_at: None,
-    }
+    fixtures::message(id)
+        .to(tenant, user)
+        .idempotency_key(&format!("idem-{id}"))
+        .sealed("o1", vec![1, 2, 3, 0, 255])
+        .state(state)
+        .at(t(10))
+        .build()
 }
 
 pub fn token(id: &str, byte: u8, role: Role) -> ApiToken {

@@ -10,7 +10,8 @@ use rekey_core::ports::store::{Store, UserChange};
 
 use crate::harness::{event, message, seed, t, tid, uid, Fixture};
 
-conformance!(
+rekey_testkit::both_dbs!(
+    run = crate::harness::run;
     claim_takes_due_pending_messages_oldest_first_and_leases_them,
     claim_respects_limit_and_channels,
     lease_runs_out_and_the_message_comes_back,

@@ -3,7 +3,8 @@ use rekey_core::ports::store::{EventFilter, StoreError};
 
 use crate::harness::{event, seed, t, tenant, tid, Fixture};
 
-conformance!(
+rekey_testkit::both_dbs!(
+    run = crate::harness::run;
     ping_after_connect,
     insert_get_and_by_cname,
     duplicate_cname_conflicts,

@@ -3,7 +3,8 @@ use rekey_core::ports::store::StoreError;
 
 use crate::harness::{seed, t, tid, token, uid, Fixture};
 
-conformance!(
+rekey_testkit::both_dbs!(
+    run = crate::harness::run;
     tokens_round_trip,
     duplicate_token_conflicts,
     revoked_token_is_not_found

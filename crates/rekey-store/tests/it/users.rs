@@ -3,7 +3,8 @@ use rekey_core::ports::store::{EventFilter, StoreError, TextMatch, UserFilter, U
 
 use crate::harness::{event, every_user, seed, t, tenant, tid, uid, user, Fixture};
 
-conformance!(
+rekey_testkit::both_dbs!(
+    run = crate::harness::run;
     insert_and_get,
     user_of_another_tenant_is_invisible,
     users_by_email_case_insensitive,
@@ -257,7 +258,8 @@ async fn user_of_unknown_tenant_is_not_found(fx: Fixture) {
 
 // --- search_users ------------------------------------------------------------------------
 
-conformance!(
+rekey_testkit::both_dbs!(
+    run = crate::harness::run;
     search_pages_and_counts,
     search_orders_by_creation_date_then_id,
     search_text_modes_agree_with_text_match,

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
-use rekey_testkit::smtp::{free_port, Received, SmtpSink};
+use rekey_testkit::free_port;
+use rekey_testkit::smtp::{Received, SmtpSink};
 use serde_json::{json, Value};
 
 use crate::harness::{DbKind, Install, Server};

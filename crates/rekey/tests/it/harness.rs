@@ -1,10 +1,9 @@
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use rekey_testkit::{DbKind, TestDb};
+pub use rekey_testkit::{free_port, DbKind, TestDb};
 
 /// One installation: a database and a data directory, driven through the binary.
 pub struct Install {
@@ -155,14 +154,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP answer: status, `Retry-After`, the JSON body (`Null` when not JSON) and how long
