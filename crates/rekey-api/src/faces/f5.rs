@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, RequestExt};
 use http::StatusCode;
-use rekey_core::domain::{EmailAddress, MAX_CNAME_LEN};
+use rekey_core::domain::{cname, EmailAddress};
 use rekey_core::flows::Caller;
 use rekey_core::{Error, ErrorKind};
 use serde::Deserialize;
@@ -191,15 +191,7 @@ pub async fn no_auth_send_password_email(state: AppState, request: Request) -> R
         let (caller, _headers, body) = decode(&state, request).await?;
         let email = email_of(&body)?;
         let cname = body.cname.as_deref().unwrap_or("");
-        if cname.is_empty() {
-            return Err(Error::invalid("REKEY-CnReq", "cname is required"));
-        }
-        if cname.chars().count() > MAX_CNAME_LEN {
-            return Err(Error::invalid(
-                "REKEY-CnLen",
-                "cname is too long: at most 1024 characters",
-            ));
-        }
+        cname::check_lookup(cname)?;
         Ok((caller, cname.to_owned(), email))
     }
     .await;

@@ -9,17 +9,26 @@ pub const MAX_CNAME_LEN: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cname(String);
 
+/// The checks a cname *to look up* gets (SPEC §4: F5 `no_auth` validates only presence and
+/// length). Deliberately looser than [`Cname::parse`]: an all-digit or spaced cname names no
+/// tenant, and the unauthenticated flow must answer it exactly as any other unknown tenant
+/// rather than with a 400 that a tenant's cname could never earn.
+pub fn check_lookup(raw: &str) -> Result<(), Error> {
+    if raw.is_empty() {
+        return Err(Error::invalid("REKEY-CnReq", "cname is required"));
+    }
+    if raw.chars().count() > MAX_CNAME_LEN {
+        return Err(Error::invalid(
+            "REKEY-CnLen",
+            "cname is too long: at most 1024 characters",
+        ));
+    }
+    Ok(())
+}
+
 impl Cname {
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        if raw.is_empty() {
-            return Err(Error::invalid("REKEY-CnReq", "cname is required"));
-        }
-        if raw.chars().count() > MAX_CNAME_LEN {
-            return Err(Error::invalid(
-                "REKEY-CnLen",
-                "cname is too long: at most 1024 characters",
-            ));
-        }
+        check_lookup(raw)?;
         if raw.chars().all(|c| c.is_ascii_digit()) {
             return Err(Error::invalid("REKEY-CnDig", "cname may not be all digits"));
         }
