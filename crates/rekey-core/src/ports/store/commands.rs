@@ -1,0 +1,206 @@
+//! What the flows hand the store and get back, besides records: the one-transaction user change
+//! ([`UserChange`] and its parts), the fixed-window rate-limit hit, the outcome of reserving a
+//! code attempt, and the filters and pages of the event and user listings.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::ids::{TenantId, UserId};
+use crate::domain::{NewEvent, OutboxMessage, User, UserState};
+
+/// A fixed-window rate-limit counter hit. The key is built from the input (never from whether
+/// an account exists); the window starts at `at` rounded down to a multiple of `window_secs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitHit {
+    pub key: String,
+    pub limit: u32,
+    pub window_secs: u64,
+    pub at: DateTime<Utc>,
+}
+
+impl RateLimitHit {
+    pub fn window_start(&self) -> i64 {
+        let window = i64::try_from(self.window_secs.max(1)).unwrap_or(i64::MAX);
+        self.at.timestamp().div_euclid(window) * window
+    }
+
+    /// When the window ends (seconds since the Unix epoch).
+    pub fn window_end(&self) -> i64 {
+        let window = i64::try_from(self.window_secs.max(1)).unwrap_or(i64::MAX);
+        self.window_start().saturating_add(window)
+    }
+
+    /// Seconds from `at` until the window ends.
+    pub fn retry_after(&self) -> u64 {
+        u64::try_from(self.window_end() - self.at.timestamp())
+            .unwrap_or(1)
+            .max(1)
+    }
+}
+
+/// A new reset code to insert (after voiding the user's pending ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewResetCode {
+    pub id: String,
+    pub key_id: String,
+    pub mac: Vec<u8>,
+    pub kind: crate::domain::CodeKind,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordChange {
+    /// argon2id PHC string.
+    pub hash: String,
+    pub change_required: bool,
+}
+
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChange")
+            .field("change_required", &self.change_required)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything one flow step changes about one user, applied in one transaction, in this order:
+/// check `require_state`, count `rate_limit`, consume `consume_code`, void pending codes,
+/// insert `new_code`, update the user (`set_password`, `set_state`, sequence + 1, change date),
+/// revoke the user's `user`-role tokens, append `event`, insert `outbox` rows.
+#[derive(Debug, Clone)]
+pub struct UserChange {
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub at: DateTime<Utc>,
+    pub event: NewEvent,
+    /// The change applies only while the user is in one of these states; otherwise
+    /// `StoreError::StateConflict(current)`. Empty: any state except `deleted`.
+    pub require_state: Vec<UserState>,
+    pub rate_limit: Option<RateLimitHit>,
+    /// Code id that must still be pending; marked used, else `StoreError::CodeGone`.
+    pub consume_code: Option<String>,
+    pub void_pending_codes: bool,
+    pub new_code: Option<NewResetCode>,
+    pub set_password: Option<PasswordChange>,
+    pub set_state: Option<UserState>,
+    pub revoke_user_tokens: bool,
+    pub outbox: Vec<OutboxMessage>,
+}
+
+impl UserChange {
+    /// A change that only appends an event (and bumps the sequence); fill in the rest.
+    pub fn new(tenant_id: TenantId, user_id: UserId, at: DateTime<Utc>, event: NewEvent) -> Self {
+        Self {
+            tenant_id,
+            user_id,
+            at,
+            event,
+            require_state: Vec::new(),
+            rate_limit: None,
+            consume_code: None,
+            void_pending_codes: false,
+            new_code: None,
+            set_password: None,
+            set_state: None,
+            revoke_user_tokens: false,
+            outbox: Vec::new(),
+        }
+    }
+}
+
+/// Outcome of reserving one attempt on a pending code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptReservation {
+    /// The attempt was counted; `attempts` is the new count (≤ the cap).
+    Reserved { attempts: u32 },
+    /// The code already has the maximum number of attempts: it is dead.
+    Exhausted,
+    /// The code is no longer pending.
+    Gone,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub tenant_id: Option<TenantId>,
+    pub aggregate_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// How a text condition of a user search compares (ZITADEL's `TextQueryMethod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMatch {
+    Equals,
+    EqualsIgnoreCase,
+    StartsWith,
+    StartsWithIgnoreCase,
+    Contains,
+    ContainsIgnoreCase,
+    EndsWith,
+    EndsWithIgnoreCase,
+}
+
+impl TextMatch {
+    /// Whether case is ignored (both sides lower-cased with [`str::to_lowercase`]).
+    pub fn ignores_case(self) -> bool {
+        matches!(
+            self,
+            TextMatch::EqualsIgnoreCase
+                | TextMatch::StartsWithIgnoreCase
+                | TextMatch::ContainsIgnoreCase
+                | TextMatch::EndsWithIgnoreCase
+        )
+    }
+
+    /// The meaning of each mode, in Rust. A store evaluates searches in its database; its
+    /// conformance tests hold its answers to this definition.
+    pub fn matches(self, value: &str, wanted: &str) -> bool {
+        let (v, w) = if self.ignores_case() {
+            (value.to_lowercase(), wanted.to_lowercase())
+        } else {
+            (value.to_owned(), wanted.to_owned())
+        };
+        match self {
+            TextMatch::Equals | TextMatch::EqualsIgnoreCase => v == w,
+            TextMatch::StartsWith | TextMatch::StartsWithIgnoreCase => v.starts_with(&w),
+            TextMatch::Contains | TextMatch::ContainsIgnoreCase => v.contains(&w),
+            TextMatch::EndsWith | TextMatch::EndsWithIgnoreCase => v.ends_with(&w),
+        }
+    }
+}
+
+/// One condition of a user search; all conditions of a search must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserFilter {
+    UserName(String, TextMatch),
+    Email(String, TextMatch),
+    State(UserState),
+    /// The user's id is one of these (none: no user matches).
+    InIds(Vec<String>),
+    /// The user's email is one of these, ASCII case ignored (none: no user matches).
+    InEmails(Vec<String>),
+    Tenant(TenantId),
+}
+
+/// One page of a user search, evaluated by the store: filtered, counted and paged in the
+/// database rather than in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSearch {
+    /// The one tenant searched, or `None` for every tenant of the instance.
+    pub tenant: Option<TenantId>,
+    pub filters: Vec<UserFilter>,
+    /// Deleted users count and are returned only when this is set.
+    pub include_deleted: bool,
+    /// Ordered by (creation date, id): oldest first when true, newest first otherwise.
+    pub asc: bool,
+    /// Matching users skipped before the page starts.
+    pub offset: u64,
+    /// Most users returned; 0 returns none (the caller applies its own default and cap).
+    pub limit: u32,
+}
+
+/// A page of users and how many users match the search in all.
+#[derive(Debug, Clone, Default)]
+pub struct UserPage {
+    pub total: u64,
+    pub users: Vec<User>,
+}
