@@ -116,29 +116,40 @@ async fn the_served_document_is_valid_and_the_service_conforms_to_it() {
         ),
     )
     .unwrap();
-    let mut command = Command::new(&schemathesis);
-    command
-        .arg("--config-file")
-        .arg(&config)
-        .arg("run")
-        .arg(&doc_path)
-        .args(["--url", &server.base])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args([
-            "--checks",
-            "not_a_server_error,status_code_conformance,response_schema_conformance",
-        ])
-        .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", "8"])
-        .args(["--max-time", "30"])
-        .args(["--seed", "1"])
-        .args(["--workers", "2"])
-        .args(["--request-timeout", "10"])
-        .arg("--no-shrink")
-        // Hypothesis' health checks judge the generator (slow or much-filtered data), not
-        // the service.
-        .args(["--suppress-health-check", "all"]);
-    let (ok, output) = run(command, dir, "schemathesis");
+    let schemathesis_run = |seed: &str| {
+        let mut command = Command::new(&schemathesis);
+        command
+            .arg("--config-file")
+            .arg(&config)
+            .arg("run")
+            .arg(&doc_path)
+            .args(["--url", &server.base])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,response_schema_conformance",
+            ])
+            .args(["--phases", "examples,coverage,fuzzing"])
+            .args(["--max-examples", "8"])
+            .args(["--max-time", "30"])
+            .args(["--seed", seed])
+            .args(["--workers", "2"])
+            .args(["--request-timeout", "10"])
+            .arg("--no-shrink")
+            // Hypothesis' health checks judge the generator (slow or much-filtered data), not
+            // the service.
+            .args(["--suppress-health-check", "all"]);
+        run(command, dir, "schemathesis")
+    };
+    let (mut ok, mut output) = schemathesis_run("1");
+    if !ok && only_generator_crashes(&output) {
+        // Schemathesis 4.32 sometimes crashes inside its own coverage generator (hypothesis
+        // `Unsatisfiable` on a composed schema, reported as "Inconsistent results" — seen on
+        // CI for POST /v2/users/{user_id}/password); that says nothing about the service, so
+        // the run is repeated once with another seed. A real finding is never retried.
+        println!("schemathesis crashed in its generator; once more with another seed:\n{output}");
+        (ok, output) = schemathesis_run("2");
+    }
     // Shown with --nocapture: what was covered.
     println!("{output}");
     assert!(
@@ -160,6 +171,34 @@ async fn the_served_document_is_valid_and_the_service_conforms_to_it() {
 }
 
 /// The server log's warnings and errors (the request lines would drown them).
+/// Whether a failed schemathesis run reported only its own runtime errors: no failed check
+/// (the FAILURES section), and every entry of the ERRORS section a "Runtime Error".
+fn only_generator_crashes(output: &str) -> bool {
+    let Some((_, errors)) = output.split_once("= ERRORS =") else {
+        return false;
+    };
+    let entries = errors
+        .lines()
+        .filter(|l| l.starts_with("___") && l.trim_end().ends_with("___"))
+        .count();
+    let runtime = errors
+        .lines()
+        .filter(|l| l.trim() == "Runtime Error")
+        .count();
+    !output.contains("= FAILURES =") && entries > 0 && entries == runtime
+}
+
+#[test]
+fn only_generator_crashes_are_told_from_findings() {
+    let crash = "x\n===== ERRORS =====\n____ POST /v2/users/{user_id}/password ____\nRuntime Error\n\nInconsistent results\n";
+    assert!(only_generator_crashes(crash));
+    let finding = "===== FAILURES =====\n____ POST /a ____\n1. Server error\n===== ERRORS =====\n____ POST /b ____\nRuntime Error\n";
+    assert!(!only_generator_crashes(finding));
+    let other_error = "===== ERRORS =====\n____ POST /b ____\nNetwork Error\n";
+    assert!(!only_generator_crashes(other_error));
+    assert!(!only_generator_crashes("all passed"));
+}
+
 fn problems(log: &str) -> String {
     log.lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
