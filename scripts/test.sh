@@ -64,7 +64,8 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 log "cargo test (SQLite and PostgreSQL)"
-cargo test --workspace -- --test-threads="${REKEY_TEST_THREADS:-4}"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --workspace --no-fail-fast -- --test-threads="${REKEY_TEST_THREADS:-4}"
 
 log "fuzz smoke (scripts/fuzz-smoke.sh)"
 scripts/fuzz-smoke.sh
