@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Rekey's whole test suite on a fresh machine: makes sure what the tests need is there
-# (PostgreSQL), then the quality gates and every test, against SQLite and PostgreSQL, then a
-# short run of each fuzz target (scripts/fuzz-smoke.sh).
+# (PostgreSQL, systemd-analyze), then the quality gates and every test, against SQLite and
+# PostgreSQL, then a short run of each fuzz target (scripts/fuzz-smoke.sh).
 #
 #   scripts/test.sh
 #
@@ -47,6 +47,19 @@ ensure_postgres() {
 }
 
 ensure_postgres
+
+# crates/rekey/tests/it/deploy.rs verifies deploy/rekey.service with `systemd-analyze verify`.
+ensure_systemd_analyze() {
+  if command -v systemd-analyze >/dev/null 2>&1; then
+    log "systemd-analyze is installed"
+    return
+  fi
+  log "Installing systemd-analyze (Debian package systemd)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+}
+
+ensure_systemd_analyze
 
 log "Installing the published ZITADEL clients (tests/clients/install.sh)"
 tests/clients/install.sh

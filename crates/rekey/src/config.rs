@@ -34,6 +34,15 @@ use serde::{Deserialize, Deserializer};
 /// The type of `smtp.tls`, for those who build [`Settings`] in code.
 pub use rekey_notify::smtp::SmtpTls;
 
+pub use env::ConfigKey;
+
+/// Every key [`Settings::load`] accepts (`smtp.host`, i.e. `REKEY_SMTP__HOST`), in declaration
+/// order, found from the types themselves: the README's configuration table and
+/// `deploy/rekey.example.toml` are checked against it.
+pub fn all_keys() -> anyhow::Result<Vec<ConfigKey>> {
+    env::keys_of::<Settings>()
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Settings {

@@ -6,7 +6,8 @@
 //! are text is not kept in a list by hand: [`text_keys`] asks the settings type itself, by
 //! deserializing it from a probe that answers every request with an empty value and records
 //! each path whose type asks for a string (strings, paths, secrets, enums, and the values
-//! parsed from a string such as the trusted proxies).
+//! parsed from a string such as the trusted proxies). The same probe lists every key
+//! ([`keys_of`]), for the documentation and its tests.
 
 use std::cell::RefCell;
 
@@ -16,19 +17,54 @@ use figment::{Metadata, Profile, Provider};
 use serde::de::value::{MapDeserializer, SeqDeserializer, StrDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 
+/// One configuration key, as the settings type declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigKey {
+    /// The dotted, lower-case path: `smtp.host` (TOML section `[smtp]`, key `host`).
+    pub path: String,
+    /// Its value is text, taken verbatim from the environment.
+    pub text: bool,
+    /// Its type is an `Option`: it may be left unset.
+    pub optional: bool,
+}
+
+impl ConfigKey {
+    /// The environment variable: `REKEY_SMTP__HOST`.
+    pub fn env(&self) -> String {
+        format!("REKEY_{}", self.path.replace('.', "__").to_uppercase())
+    }
+
+    /// The TOML section (`smtp`, or `""` at the top level) and the key within it (`host`).
+    pub fn toml(&self) -> (&str, &str) {
+        self.path.rsplit_once('.').unwrap_or(("", &self.path))
+    }
+}
+
+/// Every key of a settings type (each leaf of its nested structs), in declaration order.
+pub(super) fn keys_of<T: DeserializeOwned>() -> anyhow::Result<Vec<ConfigKey>> {
+    let found = RefCell::new(Vec::new());
+    T::deserialize(Probe {
+        path: String::new(),
+        optional: false,
+        found: &found,
+    })
+    .context("finding the keys of the configuration")?;
+    Ok(found.into_inner())
+}
+
 /// The dotted, lower-case paths (`smtp.host`) of a settings type's fields that hold text.
 #[derive(Debug, Clone)]
 pub(super) struct TextKeys(Vec<String>);
 
 impl TextKeys {
     pub(super) fn of<T: DeserializeOwned>() -> anyhow::Result<Self> {
-        let found = RefCell::new(Vec::new());
-        T::deserialize(Probe {
-            path: String::new(),
-            found: &found,
-        })
-        .context("finding the text keys of the configuration")?;
-        Ok(Self(found.into_inner()))
+        Ok(Self(
+            keys_of::<T>()?
+                .into_iter()
+                .filter(|key| key.text)
+                .map(|key| key.path)
+                .collect(),
+        ))
     }
 
     /// Whether `key` (as figment's `Env` spells it, any case) holds text.
@@ -107,12 +143,23 @@ impl Provider for Verbatim {
 /// emptiest value of the shape the type asks for.
 struct Probe<'a> {
     path: String,
-    found: &'a RefCell<Vec<String>>,
+    /// Inside an `Option`.
+    optional: bool,
+    found: &'a RefCell<Vec<ConfigKey>>,
 }
 
 impl Probe<'_> {
+    /// The value at `path` is a key (not a section), holding text or not.
+    fn leaf(&self, text: bool) {
+        self.found.borrow_mut().push(ConfigKey {
+            path: self.path.clone(),
+            text,
+            optional: self.optional,
+        });
+    }
+
     fn text(&self) {
-        self.found.borrow_mut().push(self.path.clone());
+        self.leaf(true);
     }
 }
 
@@ -121,6 +168,7 @@ type ProbeError = de::value::Error;
 macro_rules! numbers {
     ($($method:ident),*) => {
         $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
+            self.leaf(false);
             visitor.visit_u8(0)
         })*
     };
@@ -154,6 +202,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     );
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
+        self.leaf(false);
         visitor.visit_bool(false)
     }
 
@@ -172,18 +221,24 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
+        self.leaf(false);
         visitor.visit_bytes(&[])
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
+        self.leaf(false);
         visitor.visit_bytes(&[])
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
-        visitor.visit_some(self)
+        visitor.visit_some(Probe {
+            optional: true,
+            ..self
+        })
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
+        self.leaf(false);
         visitor.visit_unit()
     }
 
@@ -192,6 +247,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
         _: &'static str,
         visitor: V,
     ) -> Result<V::Value, ProbeError> {
+        self.leaf(false);
         visitor.visit_unit()
     }
 
@@ -204,6 +260,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
+        self.leaf(false);
         visitor.visit_seq(SeqDeserializer::new(std::iter::empty::<()>()))
     }
 
@@ -225,6 +282,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
+        self.leaf(false);
         visitor.visit_map(MapDeserializer::new(std::iter::empty::<((), ())>()))
     }
 
@@ -297,6 +355,7 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
         };
         seed.deserialize(Probe {
             path,
+            optional: false,
             found: self.probe.found,
         })
     }
@@ -324,6 +383,24 @@ mod tests {
             secrets,
             vec![("smtp.password".to_owned(), "s3cret".to_owned())]
         );
+    }
+
+    #[test]
+    fn every_leaf_is_a_key_with_its_environment_name() {
+        let keys = keys_of::<Settings>().unwrap();
+        let key = |path: &str| keys.iter().find(|k| k.path == path).unwrap();
+        assert_eq!(keys[0].path, "database_url");
+        assert!(keys[0].optional && keys[0].text);
+        assert_eq!(key("smtp.port").env(), "REKEY_SMTP__PORT");
+        assert_eq!(key("smtp.port").toml(), ("smtp", "port"));
+        assert!(key("smtp.port").optional && !key("smtp.port").text);
+        assert!(!key("limits.ipv6_prefix").optional);
+        assert_eq!(key("listen").toml(), ("", "listen"));
+        assert!(!keys.iter().any(|k| k.path == "smtp" || k.path == "limits"));
+        let mut paths: Vec<_> = keys.iter().map(|k| &k.path).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), keys.len());
     }
 
     /// The keys whose values are text, however numeric they look (the list that used to be

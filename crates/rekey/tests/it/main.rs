@@ -1,5 +1,6 @@
 //! Black-box tests of the `rekey` binary: the README walk-through with the CLI and the
-//! seed-004 curl line, first start, configuration layering, and that no secret reaches a log.
+//! seed-004 curl line, first start, configuration layering, and that no secret reaches a log;
+//! the deployment files and the README's configuration table (`deploy.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -7,6 +8,7 @@ mod browser;
 mod cli;
 mod clients;
 mod delivery;
+mod deploy;
 mod harness;
 mod openapi;
 mod outage;
