@@ -158,9 +158,15 @@ mod tests {
         assert_eq!((kid.as_str(), new_kid.as_str()), ("k1", "k2"));
         assert_ne!(tag, new_tag);
         for m in [&mac, &worker_copy] {
-            assert!(m.verify(&kid, &tag, &t, &u, &code), "signed before rotation");
+            assert!(
+                m.verify(&kid, &tag, &t, &u, &code),
+                "signed before rotation"
+            );
             assert!(m.verify(&new_kid, &new_tag, &t, &u, &code));
-            assert!(!m.verify(&new_kid, &tag, &t, &u, &code), "tag bound to its key");
+            assert!(
+                !m.verify(&new_kid, &tag, &t, &u, &code),
+                "tag bound to its key"
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod clients;
 mod delivery;
 mod harness;
+mod keys;
 mod openapi;
 mod outage;
 mod replicas;
