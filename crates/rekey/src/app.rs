@@ -1,6 +1,5 @@
 //! Wiring: settings → store, keys, hasher, flows, router; and the server's life cycle.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +7,6 @@ use anyhow::Context;
 use rekey_api::serve::ServeOptions;
 use rekey_api::{AppState, ServeSettings};
 use rekey_core::crypto::CodeMac;
-use rekey_core::crypto::KeyRing;
 use rekey_core::crypto::PasswordHasher;
 use rekey_core::crypto::Sealer;
 use rekey_core::flows::{Deps, Rekey};
@@ -17,49 +15,10 @@ use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::sms::{self, TwilioSms, WebhookSms};
 use rekey_notify::smtp::SmtpMailer;
 use rekey_notify::{Templates, Transport, Transports, Worker, WorkerConfig};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::config::{Settings, SmsProvider};
-
-/// A configured key ring, or the one generated into the data directory on first start.
-fn key_ring(
-    configured: Option<&SecretString>,
-    data_dir: &Path,
-    file: &str,
-    rng: &dyn Random,
-) -> anyhow::Result<KeyRing> {
-    if let Some(spec) = configured {
-        return KeyRing::parse(spec.expose_secret())
-            .with_context(|| format!("invalid key ring for {file}"));
-    }
-    let path = data_dir.join(file);
-    if !path.exists() {
-        rekey_store::create_private_dir(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let spec = KeyRing::generate_spec("k1", rng);
-        write_private(&path, &spec)?;
-        tracing::info!(path = %path.display(), "generated a new key ring");
-    }
-    let spec = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading key ring {}", path.display()))?;
-    KeyRing::parse(spec.trim()).with_context(|| format!("invalid key ring in {}", path.display()))
-}
-
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(content.as_bytes())?;
-    Ok(())
-}
+use crate::key_files::{self, Ring};
 
 /// Connects the store (applying migrations) and builds the flows.
 pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Rekey>> {
@@ -76,18 +35,8 @@ pub async fn deps(settings: &Settings) -> anyhow::Result<Deps> {
     let store = rekey_store::connect(&url)
         .await
         .context("connecting to the database")?;
-    let codes = key_ring(
-        settings.keys.code_hmac.as_ref(),
-        &settings.data_dir,
-        "code_hmac.keys",
-        rng.as_ref(),
-    )?;
-    let outbox = key_ring(
-        settings.keys.outbox.as_ref(),
-        &settings.data_dir,
-        "outbox.keys",
-        rng.as_ref(),
-    )?;
+    let codes = key_files::load_or_generate(settings, Ring::CodeHmac, rng.as_ref(), &SystemClock)?;
+    let outbox = key_files::load_or_generate(settings, Ring::Outbox, rng.as_ref(), &SystemClock)?;
     let hasher = PasswordHasher::new(
         settings.argon2.hash_params(),
         settings.argon2.threads(),
@@ -219,6 +168,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings: Arc::new(serve_settings(&settings)?),
     };
     let (worker, mailer) = outbox_worker(&settings, &deps)?;
+    // Rotated key files are picked up while serving; the flows and the worker share the rings.
+    let reloader = key_files::Reloader::new(&settings, &deps);
+    let reloading = (!reloader.is_empty())
+        .then(|| tokio::spawn(reloader.run(Duration::from_millis(settings.keys.reload_ms))));
     let app = rekey_api::router(state);
     let tls = tls_config(&settings)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -254,6 +207,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(mailer) = mailer {
         // QUIT to idle SMTP connections is a courtesy, not worth holding the exit for.
         let _ = tokio::time::timeout(Duration::from_secs(1), mailer.close()).await;
+    }
+    if let Some(reloading) = reloading {
+        reloading.abort();
     }
     served.context("server failed")?;
     tracing::info!("rekey stopped");
@@ -311,6 +267,8 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
     use rekey_core::domain::Channel;
     use rekey_notify::smtp::SmtpTls;
 

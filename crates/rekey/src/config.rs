@@ -153,7 +153,7 @@ where
         .map(T::from))
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct KeySettings {
     /// `REKEY_KEYS__CODE_HMAC`: `id:base64key,…`, first signs.
@@ -162,6 +162,19 @@ pub struct KeySettings {
     /// `REKEY_KEYS__OUTBOX`: `id:base64key,…`, first encrypts.
     #[serde(deserialize_with = "optional_text")]
     pub outbox: Option<SecretString>,
+    /// `REKEY_KEYS__RELOAD_MS`: how often `serve` looks for a rotated key file in the data
+    /// directory (0: only on SIGHUP).
+    pub reload_ms: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            code_hmac: None,
+            outbox: None,
+            reload_ms: 5000,
+        }
+    }
 }
 
 /// `REKEY_ARGON2__…`: the cost of each hash ([`HashParams`]) and the pool that computes them.

@@ -6,22 +6,30 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use crate::crypto::keys::KeyRing;
+use crate::crypto::keys::{KeyRing, LiveRing};
 use crate::domain::ids::{TenantId, UserId};
 use crate::domain::reset_code::normalize;
 use crate::error::Error;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Signs and verifies codes with a rotating key ring.
+/// Signs and verifies codes with a rotating key ring. Clones share the ring: a rotation
+/// put in through [`Self::ring`] reaches every clone.
 #[derive(Debug, Clone)]
 pub struct CodeMac {
-    keys: KeyRing,
+    keys: LiveRing,
 }
 
 impl CodeMac {
     pub fn new(keys: KeyRing) -> Self {
-        Self { keys }
+        Self {
+            keys: LiveRing::new(keys),
+        }
+    }
+
+    /// The ring, for a reload to replace.
+    pub fn ring(&self) -> &LiveRing {
+        &self.keys
     }
 
     fn mac(key: &[u8; 32], tenant: &TenantId, user: &UserId, code: &str) -> Option<HmacSha256> {
@@ -42,7 +50,8 @@ impl CodeMac {
         user: &UserId,
         code: &SecretString,
     ) -> Result<(String, Vec<u8>), Error> {
-        let (id, key) = self.keys.current();
+        let ring = self.keys.snapshot();
+        let (id, key) = ring.current();
         let normalized = normalize(code.expose_secret());
         let tag = Self::mac(key, tenant, user, &normalized)
             .ok_or_else(Error::internal)?
@@ -62,7 +71,8 @@ impl CodeMac {
         user: &UserId,
         input: &SecretString,
     ) -> bool {
-        let Some(key) = self.keys.get(key_id) else {
+        let ring = self.keys.snapshot();
+        let Some(key) = ring.get(key_id) else {
             return false;
         };
         let normalized = normalize(input.expose_secret());
@@ -131,5 +141,32 @@ mod tests {
 
         let retired = CodeMac::new(KeyRing::parse(&new).unwrap());
         assert!(!retired.verify(&kid, &tag, &t, &u, &code));
+    }
+
+    #[test]
+    fn a_rotation_reaches_every_clone_and_old_codes_keep_verifying() {
+        let rng = SeededRandom::new(13);
+        let ring = KeyRing::parse(&KeyRing::generate_spec("k1", &rng)).unwrap();
+        let mac = CodeMac::new(ring.clone());
+        let worker_copy = mac.clone();
+        let (t, u) = ids();
+        let code = SecretString::from("ZXCVBN23".to_owned());
+        let (kid, tag) = mac.sign(&t, &u, &code).unwrap();
+
+        mac.ring().replace(ring.rotated(&rng));
+        let (new_kid, new_tag) = worker_copy.sign(&t, &u, &code).unwrap();
+        assert_eq!((kid.as_str(), new_kid.as_str()), ("k1", "k2"));
+        assert_ne!(tag, new_tag);
+        for m in [&mac, &worker_copy] {
+            assert!(
+                m.verify(&kid, &tag, &t, &u, &code),
+                "signed before rotation"
+            );
+            assert!(m.verify(&new_kid, &new_tag, &t, &u, &code));
+            assert!(
+                !m.verify(&new_kid, &tag, &t, &u, &code),
+                "tag bound to its key"
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! own file.
 
 mod events;
+mod keys;
 mod outbox;
 mod tenant;
 mod token;
@@ -53,6 +54,9 @@ enum Command {
     /// Inspect the outbox.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Show or rotate the code-MAC and outbox key rings.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Show the audit trail.
     Events {
         #[arg(long)]
@@ -205,14 +209,17 @@ fn core_err(err: rekey_core::Error) -> anyhow::Error {
 }
 
 async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
-    if let Command::Serve = cli.command {
-        return app::serve(settings).await;
-    }
+    let command = match cli.command {
+        Command::Serve => return app::serve(settings).await,
+        // The key rings are files or configuration: no database needed.
+        Command::Keys(command) => return keys::run(&settings, &Output { json: cli.json }, command),
+        command => command,
+    };
     let rekey = app::build(&settings).await?;
     let rekey = &rekey;
     let out = &Output { json: cli.json };
-    match cli.command {
-        Command::Serve => Ok(()),
+    match command {
+        Command::Serve | Command::Keys(_) => Ok(()),
         Command::Tenant(TenantCommand::Add { name, cname }) => {
             tenant::add(rekey, out, &name, &cname).await
         }
