@@ -4,6 +4,7 @@
 //! This module holds the clap types and the dispatch; each noun's commands are functions in its
 //! own file.
 
+mod backup;
 mod events;
 mod outbox;
 mod tenant;
@@ -63,6 +64,8 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Copy the SQLite database, consistently, while the server runs (FILE must not exist).
+    Backup { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,11 +211,14 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     if let Command::Serve = cli.command {
         return app::serve(settings).await;
     }
+    if let Command::Backup { file } = &cli.command {
+        return backup::run(&settings, &Output { json: cli.json }, file).await;
+    }
     let rekey = app::build(&settings).await?;
     let rekey = &rekey;
     let out = &Output { json: cli.json };
     match cli.command {
-        Command::Serve => Ok(()),
+        Command::Serve | Command::Backup { .. } => Ok(()),
         Command::Tenant(TenantCommand::Add { name, cname }) => {
             tenant::add(rekey, out, &name, &cname).await
         }
