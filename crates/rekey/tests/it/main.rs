@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod clients;
 mod delivery;
+mod dev_mail;
 mod harness;
 mod openapi;
 mod outage;
