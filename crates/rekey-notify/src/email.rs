@@ -63,6 +63,37 @@ impl Sender {
     pub fn message_id(&self, idempotency_key: &str) -> String {
         format!("<{idempotency_key}@{}>", self.message_id_domain)
     }
+
+    /// The mail for one outgoing message, dated `date`: multipart/alternative (plain text and
+    /// HTML) from this sender, its `Message-ID` from the message's idempotency key.
+    pub fn compose(&self, outgoing: &Outgoing<'_>, date: SystemTime) -> Result<Message, SendError> {
+        // The address was checked when the user was stored; one that lettre refuses still
+        // cannot succeed later. The address itself is not put in the (stored) reason.
+        let to: Address = outgoing
+            .recipient
+            .parse()
+            .map_err(|_| SendError::permanent("email: the recipient is not a valid address"))?;
+        let display_name = outgoing.payload.display_name.trim();
+        let to = Mailbox::new(
+            (!display_name.is_empty()).then(|| display_name.to_owned()),
+            to,
+        );
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(outgoing.rendered.subject.clone())
+            .message_id(Some(self.message_id(&outgoing.message.idempotency_key)))
+            .date(date);
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        builder
+            .multipart(MultiPart::alternative_plain_html(
+                outgoing.rendered.text.clone(),
+                outgoing.rendered.html.clone(),
+            ))
+            .map_err(|_| SendError::permanent("email: the message cannot be built"))
+    }
 }
 
 /// The host of `public_url` (an IPv6 address in brackets, RFC 5322's domain literal), or
@@ -101,34 +132,8 @@ impl SmtpEmail {
 
     /// The mail for one outgoing message.
     pub fn message(&self, outgoing: &Outgoing<'_>) -> Result<Message, SendError> {
-        // The address was checked when the user was stored; one that lettre refuses still
-        // cannot succeed later. The address itself is not put in the (stored) reason.
-        let to: Address = outgoing
-            .recipient
-            .parse()
-            .map_err(|_| SendError::permanent("email: the recipient is not a valid address"))?;
-        let display_name = outgoing.payload.display_name.trim();
-        let to = Mailbox::new(
-            (!display_name.is_empty()).then(|| display_name.to_owned()),
-            to,
-        );
-        let mut builder = Message::builder()
-            .from(self.sender.from.clone())
-            .to(to)
-            .subject(outgoing.rendered.subject.clone())
-            .message_id(Some(
-                self.sender.message_id(&outgoing.message.idempotency_key),
-            ))
-            .date(SystemTime::from(self.clock.now()));
-        if let Some(reply_to) = &self.sender.reply_to {
-            builder = builder.reply_to(reply_to.clone());
-        }
-        builder
-            .multipart(MultiPart::alternative_plain_html(
-                outgoing.rendered.text.clone(),
-                outgoing.rendered.html.clone(),
-            ))
-            .map_err(|_| SendError::permanent("email: the message cannot be built"))
+        self.sender
+            .compose(outgoing, SystemTime::from(self.clock.now()))
     }
 }
 

@@ -1,12 +1,14 @@
 //! Delivery of outbox messages (SPEC §8): the [`Worker`] claims due messages from the store,
 //! opens their sealed payload, renders the [`templates`] and hands the result to a channel's
 //! [`Transport`] — [`email::SmtpEmail`] (SMTP through a pooled, `TCP_NODELAY` connection, see
-//! [`smtp`]), or for SMS [`sms::WebhookSms`] / [`sms::TwilioSms`].
+//! [`smtp`]) or, for development, [`mail_dir::MailDir`] (`.eml` files in a directory); for SMS
+//! [`sms::WebhookSms`] / [`sms::TwilioSms`].
 //!
 //! Nothing here is called from a request: requests only write outbox rows; the worker runs
 //! beside the server.
 
 pub mod email;
+pub mod mail_dir;
 pub mod signature;
 pub mod sms;
 pub mod smtp;

@@ -10,6 +10,7 @@
 //! (user id → tenant, email → tenants, token hash → token) use small global tables; timestamps
 //! are BIGINT microseconds since the Unix epoch and always come from the caller (no SQL clock).
 
+mod backup;
 mod bounded;
 mod codec;
 mod error;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use rekey_core::ports::store::Store;
 
+pub use backup::{backup, BackupError, BackupReport};
 pub use bounded::Bounded;
 pub use error::ConnectError;
 pub use postgres::PgStore;

@@ -39,7 +39,7 @@ static DIALECT: Dialect = Dialect {
 /// How long a statement waits for another process's write lock, and a caller for a pooled
 /// connection, before the request fails as unavailable (503): well under the request deadline,
 /// so a stuck database is reported as such instead of as a timeout.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 const READERS: u32 = 8;
 

@@ -12,6 +12,7 @@ use rekey_core::crypto::Sealer;
 use rekey_core::flows::{Deps, Rekey};
 use rekey_core::ports::{OsRandom, Random, SystemClock};
 use rekey_notify::email::{Sender, SmtpEmail};
+use rekey_notify::mail_dir::MailDir;
 use rekey_notify::sms::{self, TwilioSms, WebhookSms};
 use rekey_notify::smtp::SmtpMailer;
 use rekey_notify::{Templates, Transport, Transports, Worker, WorkerConfig};
@@ -67,6 +68,14 @@ pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
         ),
         None => "not configured: email messages stay queued".to_owned(),
     };
+    // Development mail wins over SMTP (see `outbox_worker`).
+    let email = match &settings.mail.dir {
+        Some(dir) => format!(
+            "development: written as .eml files to {}, not delivered",
+            dir.display()
+        ),
+        None => email,
+    };
     let sms = match settings.sms.provider()? {
         Some(SmsProvider::Webhook { .. }) => "configured: webhook".to_owned(),
         Some(SmsProvider::Twilio { .. }) => "configured: twilio".to_owned(),
@@ -92,18 +101,34 @@ pub fn outbox_worker(
     let clock = deps.clock.clone();
     let mut transports = Transports::default();
     let mut mailer = None;
-    if let Some(smtp_config) = settings.smtp.mailer_config(&config) {
-        let smtp = &settings.smtp;
-        let smtp_mailer = Arc::new(SmtpMailer::new(smtp_config)?);
-        let sender = Sender::new(
+    let smtp = &settings.smtp;
+    let sender = || {
+        Sender::new(
             &smtp.from,
             smtp.from_name.as_deref(),
             smtp.reply_to.as_deref(),
             &settings.public_url,
-        )?;
+        )
+    };
+    if let Some(dir) = &settings.mail.dir {
+        // Development mail wins over SMTP: a developer's directory never sends real mail.
+        let smtp_too = if smtp.host.is_some() {
+            "; smtp.host is set as well and is ignored"
+        } else {
+            ""
+        };
+        tracing::warn!(
+            dir = %dir.display(),
+            "DEVELOPMENT MAIL (mail.dir / REKEY_MAIL__DIR): emails are written as .eml files into this directory and are NOT delivered{smtp_too}; for development only, unset it in production"
+        );
+        let mail_dir = MailDir::new(dir, sender()?, clock.clone())
+            .with_context(|| format!("creating the mail directory {}", dir.display()))?;
+        transports.email = Some(Arc::new(mail_dir));
+    } else if let Some(smtp_config) = smtp.mailer_config(&config) {
+        let smtp_mailer = Arc::new(SmtpMailer::new(smtp_config)?);
         transports.email = Some(Arc::new(SmtpEmail::new(
             smtp_mailer.clone(),
-            sender,
+            sender()?,
             clock.clone(),
         )));
         mailer = Some(smtp_mailer);
@@ -322,6 +347,27 @@ mod tests {
 
         s.sms.webhook_url = Some("http://127.0.0.1:9/hook".to_owned());
         assert_eq!(channel_lines(&s)[1].1, "configured: webhook");
+    }
+
+    #[tokio::test]
+    async fn development_mail_wins_over_smtp() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        let deps = deps(&s).await.unwrap();
+        let mail = dir.path().join("mail");
+        s.mail.dir = Some(mail.clone());
+        s.smtp.host = Some("127.0.0.1".to_owned());
+        let (worker, mailer) = outbox_worker(&s, &deps).unwrap();
+        assert_eq!(worker.channels(), [Channel::Email]);
+        assert!(mailer.is_none(), "no SMTP connection is ever made");
+        assert!(mail.is_dir(), "created at start");
+        assert_eq!(
+            channel_lines(&s)[0].1,
+            format!(
+                "development: written as .eml files to {}, not delivered",
+                mail.display()
+            )
+        );
     }
 
     #[test]

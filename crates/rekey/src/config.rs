@@ -86,6 +86,7 @@ pub struct Settings {
     pub events: EventSettings,
     pub outbox: OutboxSettings,
     pub cors: CorsSettings,
+    pub mail: MailSettings,
 }
 
 /// `REKEY_LOG_FORMAT`.
@@ -353,6 +354,16 @@ impl SmsSettings {
     }
 }
 
+/// `REKEY_MAIL__…`: development mail.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MailSettings {
+    /// `DIR`: write each email as an `.eml` file into this directory instead of sending it
+    /// (development only; wins over `smtp.host`).
+    #[serde(deserialize_with = "optional_text")]
+    pub dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct TlsSettings {
@@ -449,6 +460,7 @@ impl Default for Settings {
             cors: CorsSettings {
                 allowed_origins: serve.cors,
             },
+            mail: MailSettings::default(),
         }
     }
 }
@@ -566,7 +578,9 @@ mod tests {
             jail.set_env("REKEY_SMTP__USERNAME", "12345");
             jail.set_env("REKEY_IDLE_TIMEOUT_MS", "60000");
             jail.set_env("REKEY_MAX_CONNECTIONS", "512");
+            jail.set_env("REKEY_MAIL__DIR", "2026");
             let s = Settings::load(Some(Path::new("rekey.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.mail.dir, Some(PathBuf::from("2026")));
             assert_eq!(s.listen, "0.0.0.0:9000"); // TOML over default
             assert_eq!(s.public_url, "https://env.test"); // env over TOML
             assert_eq!(s.smtp.host.as_deref(), Some("toml-smtp"));
@@ -613,7 +627,9 @@ mod tests {
             jail.set_env("REKEY_SMS__TWILIO_AUTH_TOKEN", " ");
             jail.set_env("REKEY_SMS__TWILIO_FROM", " +15550001 ");
             jail.set_env("REKEY_KEYS__OUTBOX", "");
+            jail.set_env("REKEY_MAIL__DIR", " ");
             let s = Settings::load(Some(Path::new("rekey.toml"))).map_err(|e| e.to_string())?;
+            assert!(s.mail.dir.is_none());
             assert_eq!(s.smtp.host, None, "blank is unset, over the file");
             assert!(s.sms.twilio_auth_token.is_none());
             assert_eq!(s.sms.twilio_from.as_deref(), Some("+15550001"));

@@ -4,6 +4,7 @@
 //! This module holds the clap types and the dispatch; each noun's commands are functions in its
 //! own file.
 
+mod backup;
 mod events;
 mod keys;
 mod outbox;
@@ -67,6 +68,8 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Copy the SQLite database, consistently, while the server runs (FILE must not exist).
+    Backup { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,13 +216,17 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Serve => return app::serve(settings).await,
         // The key rings are files or configuration: no database needed.
         Command::Keys(command) => return keys::run(&settings, &Output { json: cli.json }, command),
+        // A copy of the database as it is: no migration, no flows.
+        Command::Backup { file } => {
+            return backup::run(&settings, &Output { json: cli.json }, &file).await
+        }
         command => command,
     };
     let rekey = app::build(&settings).await?;
     let rekey = &rekey;
     let out = &Output { json: cli.json };
     match command {
-        Command::Serve | Command::Keys(_) => Ok(()),
+        Command::Serve | Command::Keys(_) | Command::Backup { .. } => Ok(()),
         Command::Tenant(TenantCommand::Add { name, cname }) => {
             tenant::add(rekey, out, &name, &cname).await
         }

@@ -440,6 +440,7 @@ mod tests {
             "events.webhook_url",
             "events.webhook_secret",
             "cors.allowed_origins",
+            "mail.dir",
         ];
         expected.sort_unstable();
         assert_eq!(keys, expected);

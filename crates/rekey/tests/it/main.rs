@@ -4,11 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod backup;
 mod browser;
 mod cli;
 mod clients;
 mod delivery;
 mod deploy;
+mod dev_mail;
 mod harness;
 mod keys;
 mod openapi;
