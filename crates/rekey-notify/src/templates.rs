@@ -254,6 +254,7 @@ enum Unit {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use chrono::{Duration, TimeZone};
+    use rekey_core::domain::{TenantId, UserId};
 
     use super::*;
 
@@ -263,8 +264,8 @@ mod tests {
 
     fn payload(language: &str, hours: i64) -> MessagePayload {
         MessagePayload {
-            tenant_id: "100".to_owned(),
-            user_id: "200".to_owned(),
+            tenant_id: TenantId::parse("100").unwrap(),
+            user_id: UserId::parse("200").unwrap(),
             display_name: "Ada Lovelace".to_owned(),
             language: language.to_owned(),
             code: Some("ABCD2345".to_owned()),

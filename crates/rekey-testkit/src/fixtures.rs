@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use rekey_core::domain::{
-    Channel, MessageKind, MessagePayload, NewEvent, OutboxMessage, OutboxState, Tenant, TenantId,
-    TenantSettings, User, UserId, UserState,
+    Channel, Cname, EmailAddress, MessageKind, MessagePayload, NewEvent, OutboxMessage,
+    OutboxState, PhoneNumber, Tenant, TenantId, TenantSettings, User, UserId, UserState,
 };
 
 /// The instant every builder uses unless told otherwise.
@@ -25,6 +25,18 @@ fn user_id(id: &str) -> UserId {
     UserId::parse(id).unwrap_or_else(|e| panic!("test user id {id:?}: {e}"))
 }
 
+fn cname(raw: &str) -> Cname {
+    Cname::parse(raw).unwrap_or_else(|e| panic!("test cname {raw:?}: {e}"))
+}
+
+fn email(raw: &str) -> EmailAddress {
+    EmailAddress::parse(raw).unwrap_or_else(|e| panic!("test email {raw:?}: {e}"))
+}
+
+fn phone(raw: &str) -> PhoneNumber {
+    PhoneNumber::parse(raw).unwrap_or_else(|e| panic!("test phone {raw:?}: {e}"))
+}
+
 // --- tenant ------------------------------------------------------------------------------
 
 /// A tenant: `t1`, named "T1", cname `t1.example`, default settings, created at [`epoch`].
@@ -32,7 +44,7 @@ pub fn tenant(id: &str) -> TenantBuilder {
     TenantBuilder(Tenant {
         id: tenant_id(id),
         name: id.to_uppercase(),
-        cname: format!("{id}.example"),
+        cname: cname(&format!("{id}.example")),
         settings: TenantSettings::default(),
         creation_date: epoch(),
         change_date: epoch(),
@@ -49,7 +61,7 @@ impl TenantBuilder {
     }
 
     pub fn cname(mut self, cname: &str) -> Self {
-        self.0.cname = cname.to_owned();
+        self.0.cname = self::cname(cname);
         self
     }
 
@@ -79,7 +91,7 @@ pub fn user() -> UserBuilder {
         id: user_id("u1"),
         tenant_id: tenant_id("t1"),
         username: "ada".to_owned(),
-        email: "ada@example.com".to_owned(),
+        email: email("ada@example.com"),
         email_verified: true,
         phone: None,
         phone_verified: false,
@@ -117,7 +129,7 @@ impl UserBuilder {
     }
 
     pub fn email(mut self, email: &str) -> Self {
-        self.0.email = email.to_owned();
+        self.0.email = self::email(email);
         self
     }
 
@@ -128,7 +140,7 @@ impl UserBuilder {
 
     /// A phone number and whether it is verified.
     pub fn phone(mut self, phone: &str, verified: bool) -> Self {
-        self.0.phone = Some(phone.to_owned());
+        self.0.phone = Some(self::phone(phone));
         self.0.phone_verified = verified;
         self
     }
@@ -246,8 +258,8 @@ impl MessageBuilder {
 /// `link` and no expiry; chain struct-update syntax for the rest.
 pub fn reset_payload(code: Option<&str>, link: Option<&str>) -> MessagePayload {
     MessagePayload {
-        tenant_id: "t1".to_owned(),
-        user_id: "u1".to_owned(),
+        tenant_id: tenant_id("t1"),
+        user_id: user_id("u1"),
         display_name: "Ada Lovelace".to_owned(),
         language: "en".to_owned(),
         code: code.map(str::to_owned),

@@ -148,11 +148,11 @@ pub fn user_message(user: &User) -> user_v2::User {
             avatar_url: String::new(),
         }),
         email: Some(user_v2::HumanEmail {
-            email: user.email.clone(),
+            email: user.email.as_str().to_owned(),
             is_verified: user.email_verified,
         }),
         phone: user.phone.as_ref().map(|phone| user_v2::HumanPhone {
-            phone: phone.clone(),
+            phone: phone.as_str().to_owned(),
             is_verified: user.phone_verified,
         }),
         password_change_required: user.password_change_required,

@@ -21,7 +21,7 @@ use axum::Router;
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use rekey_core::domain::TenantSettings;
-use rekey_core::domain::{EmailAddress, MAX_CNAME_LEN};
+use rekey_core::domain::{Cname, EmailAddress, MAX_CNAME_LEN};
 use rekey_core::domain::{TenantId, UserId};
 use rekey_core::error::ErrorHint;
 use rekey_core::policy::password::PasswordPolicy;
@@ -134,7 +134,7 @@ fn href(path: &str, pairs: &[(&str, &str)]) -> String {
 /// password rules (the instance default otherwise).
 struct TenantView {
     name: Option<String>,
-    cname: Option<String>,
+    cname: Option<Cname>,
     policy: PasswordPolicy,
     login_url: Option<String>,
 }
@@ -371,7 +371,10 @@ impl PasswordPage {
         href(
             FORGOT_PATH,
             &[
-                ("cname", self.tenant.cname.as_deref().unwrap_or("")),
+                (
+                    "cname",
+                    self.tenant.cname.as_ref().map_or("", Cname::as_str),
+                ),
                 ("lang", lang),
             ],
         )

@@ -165,7 +165,7 @@ async fn admin_routes_refuse_bad_input_and_strangers(db: DbKind) {
         .post(
             path,
             Auth::ApiToken(&app.admin1),
-            &json!({"email": other.email}),
+            &json!({"email": other.email.as_str()}),
         )
         .await;
     assert_f5_error(&resp, 404, 5, "REKEY-UsNF1");

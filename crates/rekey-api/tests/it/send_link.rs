@@ -82,8 +82,8 @@ async fn send_link_queues_a_sealed_message_with_the_default_link(db: DbKind) {
         assert!(link.starts_with(&prefix), "{link}");
         assert!(link.ends_with(&format!("&orgID={}", app.t1.id)), "{link}");
         assert!(link.contains(&format!("code={code}&")), "{link}");
-        assert_eq!(payload.tenant_id, app.t1.id.as_str());
-        assert_eq!(payload.user_id, user.id.as_str());
+        assert_eq!(payload.tenant_id, app.t1.id);
+        assert_eq!(payload.user_id, user.id);
         assert_eq!(payload.expires_at, Some(app.now() + Duration::hours(1)));
 
         // Nor the code or the link themselves.

@@ -1,5 +1,7 @@
 //! A tenant's cname: the name the unauthenticated reset form (and F5) names a tenant by.
 
+use std::fmt;
+
 use crate::error::Error;
 
 pub const MAX_CNAME_LEN: usize = 1024;
@@ -41,8 +43,20 @@ impl Cname {
         Ok(Self(raw.to_owned()))
     }
 
+    /// A cname read back from where only [`Self::parse`]d ones are written (the store), kept
+    /// as it is: not checked again.
+    pub fn from_trusted(raw: String) -> Self {
+        Self(raw)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl fmt::Display for Cname {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -41,6 +41,13 @@ impl EmailAddress {
         }
     }
 
+    /// An address read back from where only [`Self::parse`]d addresses are written (the
+    /// store), kept byte for byte: not checked again, and never re-cased (the user's own case
+    /// is what is shown and sent; comparisons ignore case).
+    pub fn from_trusted(raw: String) -> Self {
+        Self(raw)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -75,6 +82,11 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
+        // Valid addresses are kept as given: no trimming, no lower-casing.
+        assert_eq!(
+            EmailAddress::parse("Ada@Example.COM").unwrap().as_str(),
+            "Ada@Example.COM"
+        );
         let long = format!("{}@example.com", "a".repeat(1020));
         assert_eq!(EmailAddress::parse(&long).unwrap_err().id, "REKEY-EmLen");
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::sealer::Sealer;
 use crate::domain::ids::{TenantId, UserId};
+use crate::domain::phone_number::PhoneNumber;
 use crate::domain::user::User;
 use crate::error::Error;
 use crate::ports::random::Random;
@@ -86,10 +87,13 @@ impl OutboxMessage {
         now: DateTime<Utc>,
     ) -> Self {
         let (key_id, body) = sealed;
+        // An address read back from the store is trusted, not checked again: an empty one
+        // still counts as none.
         let recipient = match channel {
-            Channel::Email => Some(user.email.clone()).filter(|e| !e.is_empty()),
-            Channel::Sms => user.phone.clone(),
-        };
+            Channel::Email => Some(user.email.as_str()).filter(|e| !e.is_empty()),
+            Channel::Sms => user.phone.as_ref().map(PhoneNumber::as_str),
+        }
+        .map(str::to_owned);
         // A user without the address is not an error for the caller (as in ZITADEL); the
         // message is parked as failed so admins can see it.
         let (state, last_error) = match (&recipient, channel) {
@@ -128,8 +132,8 @@ impl OutboxMessage {
 /// The sealed content of an outbox message.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MessagePayload {
-    pub tenant_id: String,
-    pub user_id: String,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
     pub display_name: String,
     pub language: String,
     /// The code, for messages that carry one.
@@ -166,5 +170,33 @@ impl MessagePayload {
     pub fn open(sealer: &Sealer, message: &OutboxMessage) -> Result<Self, Error> {
         let plain = sealer.open(&message.key_id, message.id.as_bytes(), &message.body)?;
         serde_json::from_slice(&plain).map_err(|_| Error::internal())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// The sealed body is this JSON: typed ids must keep it byte for byte, so messages sealed
+    /// by an older version (plain string ids) still open.
+    #[test]
+    fn the_payload_json_keeps_its_form() {
+        let payload = MessagePayload {
+            tenant_id: TenantId::parse("100").unwrap(),
+            user_id: UserId::parse("200").unwrap(),
+            display_name: "Ada Lovelace".to_owned(),
+            language: "en".to_owned(),
+            code: Some("ABCD2345".to_owned()),
+            link: None,
+            expires_at: Some(Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()),
+        };
+        let old = r#"{"tenant_id":"100","user_id":"200","display_name":"Ada Lovelace","language":"en","code":"ABCD2345","expires_at":"2026-03-01T12:00:00Z"}"#;
+        assert_eq!(serde_json::to_string(&payload).unwrap(), old);
+        assert_eq!(
+            serde_json::from_str::<MessagePayload>(old).unwrap(),
+            payload
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! A phone number, parsed once: holding one means it is valid.
 
+use std::fmt;
+
 use crate::error::Error;
 
 /// A phone number in E.164: `+`, then 8 to 15 digits, the first not 0.
@@ -22,8 +24,20 @@ impl PhoneNumber {
         }
     }
 
+    /// A number read back from where only [`Self::parse`]d ones are written (the store), kept
+    /// as it is: not checked again.
+    pub fn from_trusted(raw: String) -> Self {
+        Self(raw)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::cname::Cname;
 use crate::domain::ids::TenantId;
 
 /// A tenant (= ZITADEL organization, = F5 tenant).
@@ -10,7 +11,7 @@ use crate::domain::ids::TenantId;
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
-    pub cname: String,
+    pub cname: Cname,
     pub settings: TenantSettings,
     pub creation_date: DateTime<Utc>,
     pub change_date: DateTime<Utc>,

@@ -5,7 +5,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::email_address::EmailAddress;
 use crate::domain::ids::{TenantId, UserId};
+use crate::domain::phone_number::PhoneNumber;
 // The search's vocabulary is the store's (it evaluates searches).
 use crate::ports::store::UserFilter;
 
@@ -29,9 +31,9 @@ pub struct User {
     pub tenant_id: TenantId,
     pub username: String,
     /// As given; compared case-insensitively (the store keeps a lower-cased copy).
-    pub email: String,
+    pub email: EmailAddress,
     pub email_verified: bool,
-    pub phone: Option<String>,
+    pub phone: Option<PhoneNumber>,
     pub phone_verified: bool,
     pub first_name: String,
     pub last_name: String,

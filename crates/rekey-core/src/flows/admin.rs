@@ -86,8 +86,8 @@ impl Rekey {
             .await?
             .ok_or_else(Error::user_not_found_v2)?;
         let has_address = match message.channel {
-            Channel::Email => !user.email.is_empty(),
-            Channel::Sms => user.phone.as_deref().is_some_and(|p| !p.is_empty()),
+            Channel::Email => !user.email.as_str().is_empty(),
+            Channel::Sms => user.phone.as_ref().is_some_and(|p| !p.as_str().is_empty()),
         };
         if !has_address {
             return Err(Error::new(

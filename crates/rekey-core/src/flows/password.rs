@@ -253,10 +253,10 @@ impl Rekey {
             change.set_state = Some(UserState::Active);
         }
         change.revoke_user_tokens = true;
-        if !user.email.is_empty() {
+        if !user.email.as_str().is_empty() {
             let payload = MessagePayload {
-                tenant_id: user.tenant_id.to_string(),
-                user_id: user.id.to_string(),
+                tenant_id: user.tenant_id.clone(),
+                user_id: user.id.clone(),
                 display_name: user.display_name.clone(),
                 language: self.language_of(user, &settings),
                 code: None,

@@ -153,8 +153,8 @@ impl Rekey {
                 CodeKind::Reset => MessageKind::PasswordReset,
             };
             let payload = MessagePayload {
-                tenant_id: user.tenant_id.to_string(),
-                user_id: user.id.to_string(),
+                tenant_id: user.tenant_id.clone(),
+                user_id: user.id.clone(),
                 display_name: user.display_name.clone(),
                 language: self.language_of(user, &settings),
                 code: Some(code.expose_secret().to_owned()),

@@ -35,7 +35,7 @@ impl Rekey {
         let tenant = Tenant {
             id: id.unwrap_or_else(|| TenantId::from_trusted(self.new_id())),
             name: name.to_owned(),
-            cname: cname.as_str().to_owned(),
+            cname,
             settings: TenantSettings::default(),
             creation_date: now,
             change_date: now,
@@ -44,7 +44,7 @@ impl Rekey {
             kind: "tenant.added",
             actor: actor.to_owned(),
             ip: None,
-            payload: json!({ "name": tenant.name, "cname": tenant.cname }),
+            payload: json!({ "name": tenant.name, "cname": tenant.cname.as_str() }),
         };
         self.store.insert_tenant(&tenant, &event).await?;
         Ok(tenant)

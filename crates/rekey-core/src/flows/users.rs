@@ -110,9 +110,9 @@ impl Rekey {
             username: new
                 .username
                 .unwrap_or_else(|| new.email.as_str().to_owned()),
-            email: new.email.as_str().to_owned(),
+            email: new.email,
             email_verified: options.email_verified,
-            phone: new.phone.map(|p| p.as_str().to_owned()),
+            phone: new.phone,
             phone_verified: options.phone_verified,
             first_name: new.first_name,
             last_name: new.last_name,

@@ -1,10 +1,12 @@
 //! The tables' rows as sqlx reads them (`sqlx::FromRow`, one field per selected column, in the
 //! portable column types), and their conversion into the domain's records, which checks what
 //! the database cannot: enum names, timestamp ranges, non-negative counters, JSON, and which
-//! columns a token's role requires. A row that fails these checks is `Corrupt`.
+//! columns a token's role requires. A row that fails these checks is `Corrupt`. The parsed
+//! values (ids, email address, phone number, cname) are taken back as stored (`from_trusted`):
+//! only parsed ones are ever written, and an email keeps the case the user gave it.
 
 use rekey_core::domain::{ApiToken, Event, OutboxMessage, ResetCodeRecord, Role, Tenant, User};
-use rekey_core::domain::{TenantId, UserId};
+use rekey_core::domain::{Cname, EmailAddress, PhoneNumber, TenantId, UserId};
 use rekey_core::ports::store::StoreError;
 
 use crate::codec::{from_json, opt_time, parse, time, to_u32, to_u64};
@@ -47,7 +49,7 @@ impl TryFrom<TenantRow> for Tenant {
         Ok(Tenant {
             id: TenantId::from_trusted(row.id),
             name: row.name,
-            cname: row.cname,
+            cname: Cname::from_trusted(row.cname),
             settings: from_json("tenants.settings", &row.settings)?,
             creation_date: time("creation_date", row.creation_date)?,
             change_date: time("change_date", row.change_date)?,
@@ -85,9 +87,9 @@ impl TryFrom<UserRow> for User {
             id: UserId::from_trusted(row.id),
             tenant_id: TenantId::from_trusted(row.tenant_id),
             username: row.username,
-            email: row.email,
+            email: EmailAddress::from_trusted(row.email),
             email_verified: row.email_verified,
-            phone: row.phone,
+            phone: row.phone.map(PhoneNumber::from_trusted),
             phone_verified: row.phone_verified,
             first_name: row.first_name,
             last_name: row.last_name,
@@ -250,5 +252,60 @@ impl TryFrom<OutboxRow> for OutboxMessage {
             sent_at: opt_time("outbox.sent_at", row.sent_at)?,
             body_expires_at: opt_time("outbox.body_expires_at", row.body_expires_at)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(email: &str, phone: Option<&str>) -> UserRow {
+        UserRow {
+            tenant_id: "t1".to_owned(),
+            id: "u1".to_owned(),
+            username: "ada".to_owned(),
+            email: email.to_owned(),
+            email_verified: true,
+            phone: phone.map(str::to_owned),
+            phone_verified: false,
+            first_name: "Ada".to_owned(),
+            last_name: "Lovelace".to_owned(),
+            display_name: "Ada Lovelace".to_owned(),
+            preferred_language: "en".to_owned(),
+            state: "active".to_owned(),
+            password_hash: None,
+            password_change_required: false,
+            sequence: 1,
+            creation_date: 0,
+            change_date: 0,
+        }
+    }
+
+    #[test]
+    fn a_user_read_back_keeps_the_case_of_its_email() {
+        let user = User::try_from(row("Ada.Lovelace@Example.COM", Some("+41791234567"))).unwrap();
+        assert_eq!(user.email.as_str(), "Ada.Lovelace@Example.COM");
+        assert_eq!(
+            user.phone.as_ref().map(|p| p.as_str()),
+            Some("+41791234567")
+        );
+        assert!(User::try_from(row("a@b.org", None))
+            .unwrap()
+            .phone
+            .is_none());
+    }
+
+    #[test]
+    fn a_tenant_read_back_keeps_its_cname() {
+        let tenant = Tenant::try_from(TenantRow {
+            id: "t1".to_owned(),
+            name: "Acme".to_owned(),
+            cname: "Acme.Example".to_owned(),
+            settings: "{}".to_owned(),
+            creation_date: 0,
+            change_date: 0,
+        })
+        .unwrap();
+        assert_eq!(tenant.cname.as_str(), "Acme.Example");
     }
 }

@@ -25,7 +25,7 @@ impl<DB: SqlBackend> TenantStore for SqlStore<DB> {
             )
             .bind(tenant.id.as_str().to_owned())
             .bind(tenant.name.clone())
-            .bind(tenant.cname.clone())
+            .bind(tenant.cname.as_str().to_owned())
             .bind(settings)
             .bind(micros(tenant.creation_date))
             .bind(micros(tenant.change_date))

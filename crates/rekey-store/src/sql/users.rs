@@ -22,7 +22,7 @@ use crate::error::{
 impl<DB: SqlBackend> UserStore for SqlStore<DB> {
     async fn insert_user(&self, user: &User, event: &NewEvent) -> Result<(), StoreError> {
         const OP: &str = "insert user";
-        let email_lower = user.email.to_lowercase();
+        let email_lower = user.email.as_str().to_lowercase();
         let sequence = to_i64("users.sequence", user.sequence)?;
         let mut tx = self.begin_write(OP).await?;
         let result = async {
@@ -42,9 +42,9 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
                 .bind(user.tenant_id.as_str().to_owned())
                 .bind(user.id.as_str().to_owned())
                 .bind(user.username.clone())
-                .bind(user.email.clone())
+                .bind(user.email.as_str().to_owned())
                 .bind(user.email_verified)
-                .bind(user.phone.clone())
+                .bind(user.phone.as_ref().map(|p| p.as_str().to_owned()))
                 .bind(user.phone_verified)
                 .bind(user.first_name.clone())
                 .bind(user.last_name.clone())

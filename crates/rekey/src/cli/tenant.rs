@@ -64,7 +64,7 @@ fn tenant_json(t: &Tenant) -> Value {
     json!({
         "id": t.id.as_str(),
         "name": t.name,
-        "cname": t.cname,
+        "cname": t.cname.as_str(),
         "settings": t.settings,
         "creationDate": t.creation_date.to_rfc3339(),
     })
