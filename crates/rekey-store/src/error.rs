@@ -15,6 +15,22 @@ pub enum ConnectError {
     /// The database could not be opened or reached.
     #[error("cannot open the database")]
     Database(#[source] sqlx::Error),
+    /// TLS to PostgreSQL failed as the URL's `sslmode` demands: the server offers no TLS, or
+    /// its certificate does not chain to `sslrootcert` (or the built-in roots) or, with
+    /// `verify-full`, does not name the URL's host. The source says which.
+    #[error("cannot open the database: TLS failed (check the URL's sslmode and sslrootcert)")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The root certificate file the URL names (`sslrootcert`, or `PGSSLROOTCERT`) cannot be
+    /// read. A path, never the URL.
+    #[error("cannot read the database's root certificate {path} (sslrootcert)")]
+    RootCert {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A setting of the `[database]` section is out of range.
+    #[error("invalid database setting: {0}")]
+    InvalidSetting(&'static str),
     /// A migration failed (or the database holds migrations this binary does not know).
     #[error("cannot migrate the database")]
     Migrate(#[source] sqlx::migrate::MigrateError),

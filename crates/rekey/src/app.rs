@@ -33,7 +33,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Arc<Rekey>> {
 pub async fn deps(settings: &Settings) -> anyhow::Result<Deps> {
     let rng: Arc<dyn Random> = Arc::new(OsRandom);
     let url = settings.database_url();
-    let store = rekey_store::connect(&url)
+    let store = rekey_store::connect_with(&url, &(&settings.database).into())
         .await
         .context("connecting to the database")?;
     let codes = key_files::load_or_generate(settings, Ring::CodeHmac, rng.as_ref(), &SystemClock)?;

@@ -28,6 +28,7 @@ use rekey_core::domain::tenant::CodeAlphabet;
 use rekey_core::policy::{Config, Limits, PasswordPolicy, MAX_CODE_ATTEMPTS};
 use rekey_notify::smtp::SmtpConfig;
 use rekey_notify::WorkerConfig;
+use rekey_store::DatabaseOptions;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
@@ -48,6 +49,8 @@ pub fn all_keys() -> anyhow::Result<Vec<ConfigKey>> {
 pub struct Settings {
     /// `REKEY_DATABASE_URL`: `sqlite://path` or `postgres://…`; default `{data_dir}/rekey.db`.
     pub database_url: Option<String>,
+    /// `REKEY_DATABASE__…`: the PostgreSQL pool (TLS is the URL's `sslmode`).
+    pub database: DatabaseSettings,
     /// `REKEY_LISTEN`: the one listener for every face and form.
     pub listen: String,
     /// `REKEY_PUBLIC_URL`: base of every link in a message.
@@ -87,6 +90,32 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub cors: CorsSettings,
     pub mail: MailSettings,
+}
+
+/// `REKEY_DATABASE__…`, beside the top-level `database_url`; defaults from
+/// [`DatabaseOptions::default`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// `MAX_CONNECTIONS`: PostgreSQL pool size per process (at least 1). SQLite ignores it:
+    /// one writer and a fixed few readers.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: DatabaseOptions::default().max_connections,
+        }
+    }
+}
+
+impl From<&DatabaseSettings> for DatabaseOptions {
+    fn from(database: &DatabaseSettings) -> Self {
+        Self {
+            max_connections: database.max_connections,
+        }
+    }
 }
 
 /// `REKEY_LOG_FORMAT`.
@@ -435,6 +464,7 @@ impl Default for Settings {
         let connections = ServeOptions::default();
         Self {
             database_url: None,
+            database: DatabaseSettings::default(),
             listen: "127.0.0.1:8080".to_owned(),
             public_url: Config::default().public_url,
             data_dir: PathBuf::from("rekey-data"),
@@ -509,6 +539,9 @@ impl Settings {
         }
         if self.limits.ipv6_prefix > 128 {
             bail!("limits.ipv6_prefix must be 0 to 128");
+        }
+        if self.database.max_connections == 0 {
+            bail!("database.max_connections must be at least 1");
         }
         if self.outbox.max_attempts == 0 || self.outbox.concurrency == 0 {
             bail!("outbox.max_attempts and outbox.concurrency must be at least 1");
@@ -690,6 +723,38 @@ mod tests {
             assert_eq!(
                 Settings::load(None).unwrap().trusted_proxies.nets().len(),
                 2
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_database_section_sits_beside_the_url() {
+        assert_eq!(Settings::default().database.max_connections, 16);
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "rekey.toml",
+                "database_url = \"postgres://db.internal/rekey?sslmode=verify-full\"\n[database]\nmax_connections = 24\n",
+            )?;
+            let s = Settings::load(Some(Path::new("rekey.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                s.database_url(),
+                "postgres://db.internal/rekey?sslmode=verify-full"
+            );
+            assert_eq!(DatabaseOptions::from(&s.database).max_connections, 24);
+            jail.set_env("REKEY_DATABASE_URL", "postgres://other/rekey");
+            jail.set_env("REKEY_DATABASE__MAX_CONNECTIONS", "4");
+            let s = Settings::load(Some(Path::new("rekey.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.database_url(), "postgres://other/rekey");
+            assert_eq!(s.database.max_connections, 4);
+            jail.set_env("REKEY_DATABASE__MAX_CONNECTIONS", "0");
+            let err = format!("{:#}", Settings::load(None).unwrap_err());
+            assert!(err.contains("database.max_connections"), "{err}");
+            jail.set_env("REKEY_DATABASE__MAX_CONNECTIONS", "many");
+            let err = format!("{:#}", Settings::load(None).unwrap_err());
+            assert!(
+                err.to_lowercase().contains("database.max_connections"),
+                "{err}"
             );
             Ok(())
         });
