@@ -131,7 +131,7 @@ async fn worker_drain(port: Option<u16>, n: usize, concurrency: usize) -> Durati
         None => Arc::new(NullTransport),
     };
     let worker = Worker::new(
-        store.clone(),
+        store.clone().into(),
         sealer,
         Templates::builtin().unwrap(),
         Transports {

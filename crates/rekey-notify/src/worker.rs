@@ -15,8 +15,6 @@
 //! is free to send it, so a lease never ticks away while its message waits in a local queue.
 //! Claims are made for at least half the slots at once, to spread the cost of the claim's
 //! write transaction.
-//!
-//! [`OutboxStore::claim_outbox`]: rekey_core::ports::store::OutboxStore::claim_outbox
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,7 +24,7 @@ use chrono::{DateTime, Utc};
 use rekey_core::crypto::Sealer;
 use rekey_core::domain::MessagePayload;
 use rekey_core::domain::{Channel, OutboxMessage};
-use rekey_core::ports::store::{Store, StoreError};
+use rekey_core::ports::store::{OutboxStore, RateLimitStore, Store, StoreError};
 use rekey_core::ports::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -111,6 +109,24 @@ pub struct Transports {
     pub sms: Option<Arc<dyn Transport>>,
 }
 
+/// The parts of the store the worker uses, and only those: the outbox (claims, outcomes, the
+/// erasure of expired bodies) and the rate-limit counters its housekeeping purges.
+#[derive(Clone)]
+pub struct WorkerStore {
+    pub outbox: Arc<dyn OutboxStore>,
+    pub rate_limits: Arc<dyn RateLimitStore>,
+}
+
+impl From<Arc<dyn Store>> for WorkerStore {
+    /// Both parts of one whole store (trait upcasting).
+    fn from(store: Arc<dyn Store>) -> Self {
+        Self {
+            outbox: store.clone(),
+            rate_limits: store,
+        }
+    }
+}
+
 /// The outbox worker. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Worker {
@@ -118,7 +134,7 @@ pub struct Worker {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    store: WorkerStore,
     sealer: Sealer,
     templates: Templates,
     clock: Arc<dyn Clock>,
@@ -140,7 +156,7 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: WorkerStore,
         sealer: Sealer,
         templates: Templates,
         transports: Transports,
@@ -276,12 +292,12 @@ impl Worker {
     pub async fn maintain(&self) {
         let store = &self.inner.store;
         let now = self.inner.clock.now();
-        match store.purge_rate_limits(now).await {
+        match store.rate_limits.purge_rate_limits(now).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(deleted = n, "ended rate-limit windows deleted"),
             Err(err) => tracing::warn!(error = %err, "rate-limit purge failed"),
         }
-        match store.erase_expired_failed_bodies(now).await {
+        match store.outbox.erase_expired_failed_bodies(now).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(erased = n, "expired bodies of failed messages erased"),
             Err(err) => tracing::warn!(error = %err, "erasing expired outbox bodies failed"),
@@ -297,6 +313,7 @@ impl Worker {
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         inner
             .store
+            .outbox
             .claim_outbox(now, now + lease, &channels, limit)
             .await
     }
@@ -314,7 +331,7 @@ impl Inner {
     async fn deliver(&self, message: OutboxMessage) -> Outcome {
         let mut payload = None;
         let result = self.send(&message, &mut payload).await;
-        let store = &self.store;
+        let store = &self.store.outbox;
         let (recorded, outcome) = match result {
             Ok(()) => (
                 store
@@ -575,7 +592,7 @@ mod tests {
     impl Setup {
         fn worker(&self, config: WorkerConfig, sms: bool) -> Worker {
             Worker::new(
-                self.store.clone(),
+                self.store.clone().into(),
                 self.sealer.clone(),
                 Templates::builtin().unwrap(),
                 Transports {
@@ -869,7 +886,7 @@ mod tests {
             KeyRing::parse(&KeyRing::generate_spec("o2", &SeededRandom::new(99))).unwrap(),
         );
         let worker = Worker::new(
-            s.store.clone(),
+            s.store.clone().into(),
             other_keys,
             Templates::builtin().unwrap(),
             Transports {

@@ -8,10 +8,14 @@
 //!   `name::postgres`.
 //! - [`fixtures`]: builders for the records tests write (tenant, Ada the user, outbox
 //!   message, audit event).
+//! - [`probe::StoreProbe`]: the core over a given store with a clock the test moves, and the
+//!   probes the flow and API tests share (users made through the flows, rows read back, a
+//!   [`probe::Snapshot`] for "nothing was written").
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fixtures;
+pub mod probe;
 pub mod proxy;
 pub mod smtp;
 

@@ -161,7 +161,7 @@ pub fn outbox_worker(
         None => None,
     };
     let worker = Worker::new(
-        deps.store.clone(),
+        deps.store.clone().into(),
         deps.sealer.clone(),
         Templates::builtin()?,
         transports,

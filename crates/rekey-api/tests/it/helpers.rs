@@ -1,52 +1,32 @@
 //! `spawn_app`: the real router on 127.0.0.1:0 over a fresh SQLite or PostgreSQL database,
-//! with a clock the test moves, cheap argon2, two tenants (so isolation leaks show) and helpers
-//! to make users and tokens, call the API, and look at the rows behind it.
+//! with the testkit's [`StoreProbe`] behind it (a clock the test moves, cheap argon2, users made
+//! through the flows and the rows behind them), two tenants (so isolation leaks show), and
+//! helpers to make tokens and call the API.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
+use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_api::{AppState, ServeSettings};
-use rekey_core::crypto::CodeMac;
-use rekey_core::crypto::KeyRing;
-use rekey_core::crypto::Sealer;
-use rekey_core::crypto::{HashParams, PasswordHasher};
-use rekey_core::domain::MessagePayload;
-use rekey_core::domain::{Cname, EmailAddress, PhoneNumber};
-use rekey_core::domain::{
-    Event, MessageKind, OutboxMessage, OutboxState, ResetCodeRecord, Role, Tenant, User, UserState,
-};
-use rekey_core::domain::{TenantId, UserId};
-use rekey_core::flows::{Deps, NewUser, Rekey};
+use rekey_core::domain::{Role, Tenant, User};
 use rekey_core::policy::Config;
-use rekey_core::ports::store::{EventFilter, Store};
-use rekey_core::ports::{ManualClock, OsRandom, Random};
+use rekey_core::ports::{OsRandom, Random};
+use rekey_testkit::probe::StoreProbe;
 use rekey_testkit::{DbKind, TestDb};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 pub use rekey_testkit::both_dbs;
+pub use rekey_testkit::probe::{NEW_PASSWORD, START_PASSWORD};
 
-/// The password every fixture user with a password starts with.
-pub const START_PASSWORD: &str = "correct horse battery staple";
-/// A password that passes the default policy, for the happy paths.
-pub const NEW_PASSWORD: &str = "a much better passphrase";
-
-/// Where the clock starts: mid-hour, so a test's small ticks never cross an hourly window.
-fn start_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 5, 21, 10, 0).unwrap() + Duration::milliseconds(155)
-}
-
+/// The server, an HTTP client for it, and what lies behind it ([`StoreProbe`]: `rekey`,
+/// `deps`, `clock`, users, rows, snapshot).
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub rekey: Arc<Rekey>,
-    /// The parts the flows run on: the tests read rows, open sealed bodies and check hashes
-    /// through these, never through the service.
-    pub deps: Deps,
-    pub clock: Arc<ManualClock>,
+    pub probe: StoreProbe,
     /// Two tenants in every fixture.
     pub t1: Tenant,
     pub t2: Tenant,
@@ -54,11 +34,18 @@ pub struct TestApp {
     pub system: String,
     pub admin1: String,
     pub admin2: String,
-    users: Mutex<Vec<(TenantId, UserId)>>,
     server: tokio::task::JoinHandle<()>,
     _proxy: Option<rekey_testkit::proxy::Proxy>,
     // Last: dropped after everything that uses the database.
     _db: TestDb,
+}
+
+impl Deref for TestApp {
+    type Target = StoreProbe;
+
+    fn deref(&self) -> &StoreProbe {
+        &self.probe
+    }
 }
 
 impl Drop for TestApp {
@@ -107,27 +94,10 @@ async fn spawn_app_on(
     let store = rekey_store::connect(url)
         .await
         .unwrap_or_else(|e| panic!("opening the {} store: {e}", kind.name()));
-    let clock = Arc::new(ManualClock::new(start_time()));
     let rng: Arc<dyn Random> = Arc::new(OsRandom);
-    let codes = KeyRing::parse(&KeyRing::generate_spec("c1", rng.as_ref())).unwrap();
-    let outbox = KeyRing::parse(&KeyRing::generate_spec("o1", rng.as_ref())).unwrap();
-    let cheap = HashParams {
-        memory_kib: 256,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let hasher = PasswordHasher::new(cheap, 2, 64, rng.clone()).unwrap();
-    let deps = Deps {
-        store,
-        clock: clock.clone(),
-        rng,
-        codes: CodeMac::new(codes),
-        sealer: Sealer::new(outbox),
-        hasher,
-    };
-    let rekey = Arc::new(Rekey::new(deps.clone(), config));
+    let probe = StoreProbe::new(store, rng, config);
     let state = AppState {
-        rekey: rekey.clone(),
+        rekey: probe.rekey.clone(),
         settings: Arc::new(ServeSettings::default()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -142,23 +112,11 @@ async fn spawn_app_on(
         .unwrap();
     });
 
-    let t1 = rekey
-        .add_tenant("test", "Acme", Cname::parse("acme.test").unwrap())
-        .await
-        .unwrap();
-    clock.advance(Duration::milliseconds(1));
-    let t2 = rekey
-        .add_tenant("test", "Globex", Cname::parse("globex.test").unwrap())
-        .await
-        .unwrap();
-    let token = |role: Role| {
-        let rekey = rekey.clone();
-        let clock = clock.clone();
-        async move {
-            clock.advance(Duration::milliseconds(1));
-            let issued = rekey.create_token(role).await.unwrap();
-            issued.secret.expose_secret().to_owned()
-        }
+    let (t1, t2) = probe.add_tenants().await;
+    let token = async |role: Role| {
+        probe.tick();
+        let issued = probe.rekey.create_token(role).await.unwrap();
+        issued.secret.expose_secret().to_owned()
     };
     let system = token(Role::System).await;
     let admin1 = token(Role::TenantAdmin(t1.id.clone())).await;
@@ -169,15 +127,12 @@ async fn spawn_app_on(
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        rekey,
-        deps,
-        clock,
+        probe,
         t1,
         t2,
         system,
         admin1,
         admin2,
-        users: Mutex::new(Vec::new()),
         server,
         _proxy: proxy,
         _db: db,
@@ -236,106 +191,7 @@ pub fn assert_error(resp: &Resp, status: u16, code: i64, id: &str, text: Option<
     assert_eq!(body["details"].as_array().map(Vec::len), Some(1));
 }
 
-/// What "nothing was written" is checked against: the whole event log and outbox, and every
-/// fixture user's row and pending code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub events: usize,
-    pub outbox: Vec<(String, OutboxState)>,
-    pub users: Vec<UserRow>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
-    pub id: String,
-    pub sequence: u64,
-    pub state: UserState,
-    pub password_hash: Option<String>,
-    pub change_required: bool,
-    pub change_date: DateTime<Utc>,
-    /// (id, attempts, expires_at) of the pending code.
-    pub pending_code: Option<(String, u32, DateTime<Utc>)>,
-}
-
-impl Snapshot {
-    /// The same snapshot with attempt counters zeroed (a wrong code may change only those).
-    pub fn without_attempts(mut self) -> Self {
-        for user in &mut self.users {
-            if let Some(code) = &mut user.pending_code {
-                code.1 = 0;
-            }
-        }
-        self
-    }
-}
-
 impl TestApp {
-    /// The store behind the service, to look at rows directly.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.deps.store
-    }
-
-    /// Moves the clock on by a millisecond, so ids drawn in different steps never share one
-    /// (ids are the clock's milliseconds plus 22 random bits).
-    pub fn tick(&self) {
-        self.clock.advance(Duration::milliseconds(1));
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        use rekey_core::ports::Clock;
-        self.clock.now()
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.clock.advance(by);
-    }
-
-    // ------------------------------------------------------------------ fixtures
-
-    /// An active user with [`START_PASSWORD`].
-    pub async fn add_user(&self, tenant: &Tenant, email: &str) -> User {
-        self.add_user_with(tenant, email, None, Some(START_PASSWORD))
-            .await
-    }
-
-    /// A user in state `initial` (no password yet).
-    pub async fn add_initial_user(&self, tenant: &Tenant, email: &str) -> User {
-        self.add_user_with(tenant, email, None, None).await
-    }
-
-    pub async fn add_user_with(
-        &self,
-        tenant: &Tenant,
-        email: &str,
-        phone: Option<&str>,
-        password: Option<&str>,
-    ) -> User {
-        self.tick();
-        let user = self
-            .rekey
-            .add_user(
-                "test",
-                &tenant.id,
-                NewUser {
-                    email: EmailAddress::parse(email).unwrap(),
-                    username: None,
-                    phone: phone.map(|p| PhoneNumber::parse(p).unwrap()),
-                    first_name: "Test".to_owned(),
-                    last_name: "User".to_owned(),
-                    display_name: None,
-                    preferred_language: None,
-                    password: password.map(|p| SecretString::from(p.to_owned())),
-                },
-            )
-            .await
-            .unwrap();
-        self.users
-            .lock()
-            .unwrap()
-            .push((user.tenant_id.clone(), user.id.clone()));
-        user
-    }
-
     /// A `user`-role token for `user`.
     pub async fn user_token(&self, user: &User) -> String {
         self.tick();
@@ -348,142 +204,6 @@ impl TestApp {
             .await
             .unwrap();
         issued.secret.expose_secret().to_owned()
-    }
-
-    pub async fn set_state(&self, user: &User, state: UserState) {
-        self.tick();
-        let current = self.user(user).await;
-        self.rekey
-            .set_user_state("test", &current, state)
-            .await
-            .unwrap();
-    }
-
-    // ------------------------------------------------------------------ rows
-
-    /// The user's row as stored now.
-    pub async fn user(&self, user: &User) -> User {
-        self.store()
-            .user(&user.tenant_id, &user.id)
-            .await
-            .unwrap()
-            .expect("user row")
-    }
-
-    pub async fn pending_code(&self, user: &User) -> Option<ResetCodeRecord> {
-        self.store()
-            .pending_code(&user.tenant_id, &user.id)
-            .await
-            .unwrap()
-    }
-
-    /// Attempts counted on the user's pending code.
-    pub async fn attempts(&self, user: &User) -> u32 {
-        self.pending_code(user)
-            .await
-            .expect("pending code")
-            .attempts
-    }
-
-    pub async fn events(&self) -> Vec<Event> {
-        self.store().events(&EventFilter::default()).await.unwrap()
-    }
-
-    pub async fn user_events(&self, user: &User) -> Vec<Event> {
-        self.store()
-            .events(&EventFilter {
-                tenant_id: Some(user.tenant_id.clone()),
-                aggregate_id: Some(user.id.to_string()),
-                ..EventFilter::default()
-            })
-            .await
-            .unwrap()
-    }
-
-    /// Every outbox row, oldest first.
-    pub async fn outbox(&self) -> Vec<OutboxMessage> {
-        self.store().outbox_messages(None, 0).await.unwrap()
-    }
-
-    /// The user's outbox rows of one kind, oldest first.
-    pub async fn messages(&self, user: &User, kind: MessageKind) -> Vec<OutboxMessage> {
-        self.outbox()
-            .await
-            .into_iter()
-            .filter(|m| m.user_id == user.id && m.kind == kind)
-            .collect()
-    }
-
-    /// Opens a sealed outbox body.
-    pub fn open(&self, message: &OutboxMessage) -> MessagePayload {
-        MessagePayload::open(&self.deps.sealer, message).expect("sealed body opens")
-    }
-
-    /// The code inside the newest `password_reset`/`password_init` message of `user`.
-    pub async fn sent_code(&self, user: &User) -> String {
-        let message = self
-            .outbox()
-            .await
-            .into_iter()
-            .rfind(|m| {
-                m.user_id == user.id
-                    && matches!(
-                        m.kind,
-                        MessageKind::PasswordReset | MessageKind::PasswordInit
-                    )
-            })
-            .expect("a reset message");
-        self.open(&message).code.expect("code in the payload")
-    }
-
-    pub async fn snapshot(&self) -> Snapshot {
-        let ids = self.users.lock().unwrap().clone();
-        let mut users = Vec::new();
-        for (tenant, id) in ids {
-            let user = self
-                .store()
-                .user(&tenant, &id)
-                .await
-                .unwrap()
-                .expect("fixture user");
-            let pending = self
-                .store()
-                .pending_code(&tenant, &id)
-                .await
-                .unwrap()
-                .map(|c| (c.id, c.attempts, c.expires_at));
-            users.push(UserRow {
-                id: user.id.to_string(),
-                sequence: user.sequence,
-                state: user.state,
-                password_hash: user.password_hash,
-                change_required: user.password_change_required,
-                change_date: user.change_date,
-                pending_code: pending,
-            });
-        }
-        Snapshot {
-            events: self.events().await.len(),
-            outbox: self
-                .outbox()
-                .await
-                .into_iter()
-                .map(|m| (m.id, m.state))
-                .collect(),
-            users,
-        }
-    }
-
-    /// Whether `password` is the user's stored password.
-    pub async fn has_password(&self, user: &User, password: &str) -> bool {
-        let Some(hash) = self.user(user).await.password_hash else {
-            return false;
-        };
-        self.deps
-            .hasher
-            .verify(SecretString::from(password.to_owned()), hash)
-            .await
-            .unwrap()
     }
 
     // ------------------------------------------------------------------ HTTP

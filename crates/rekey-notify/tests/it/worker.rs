@@ -56,7 +56,7 @@ impl Setup {
         );
         let rng: Arc<dyn Random> = Arc::new(OsRandom);
         Worker::new(
-            self.store.clone(),
+            self.store.clone().into(),
             self.sealer.clone(),
             Templates::builtin().unwrap(),
             Transports {
