@@ -13,10 +13,10 @@ use rekey_core::crypto::Sealer;
 use rekey_core::crypto::{HashParams, PasswordHasher};
 use rekey_core::domain::MessagePayload;
 use rekey_core::domain::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::domain::{CodeId, MessageId, TenantId, UserId};
 use rekey_core::domain::{
     Event, MessageKind, OutboxMessage, OutboxState, ResetCodeRecord, Role, Tenant, User, UserState,
 };
-use rekey_core::domain::{TenantId, UserId};
 use rekey_core::flows::{Deps, NewUser, Rekey};
 use rekey_core::policy::Config;
 use rekey_core::ports::store::{EventFilter, Store};
@@ -241,7 +241,7 @@ pub fn assert_error(resp: &Resp, status: u16, code: i64, id: &str, text: Option<
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub events: usize,
-    pub outbox: Vec<(String, OutboxState)>,
+    pub outbox: Vec<(MessageId, OutboxState)>,
     pub users: Vec<UserRow>,
 }
 
@@ -254,7 +254,7 @@ pub struct UserRow {
     pub change_required: bool,
     pub change_date: DateTime<Utc>,
     /// (id, attempts, expires_at) of the pending code.
-    pub pending_code: Option<(String, u32, DateTime<Utc>)>,
+    pub pending_code: Option<(CodeId, u32, DateTime<Utc>)>,
 }
 
 impl Snapshot {

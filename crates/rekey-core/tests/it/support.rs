@@ -11,12 +11,12 @@ use rekey_core::crypto::KeyRing;
 use rekey_core::crypto::Sealer;
 use rekey_core::crypto::{HashParams, PasswordHasher};
 use rekey_core::domain::MessagePayload;
-use rekey_core::domain::UserId;
 use rekey_core::domain::{
     Channel, Details, Event, MessageKind, OutboxMessage, Principal, ResetCodeRecord, Role, Tenant,
     User, UserState,
 };
 use rekey_core::domain::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::domain::{CodeId, MessageId, UserId};
 use rekey_core::flows::{Caller, Delivery, Deps, NewUser, Rekey, ResetIssued};
 use rekey_core::policy::Config;
 use rekey_core::ports::store::{EventFilter, Store};
@@ -438,13 +438,13 @@ type UserRow = (
     UserState,
     Option<String>,
     DateTime<Utc>,
-    Option<(String, u32, DateTime<Utc>)>,
+    Option<(CodeId, u32, DateTime<Utc>)>,
 );
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub events: usize,
-    pub outbox: Vec<String>,
+    pub outbox: Vec<MessageId>,
     pub users: Vec<UserRow>,
 }
 
