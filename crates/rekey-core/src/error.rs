@@ -151,7 +151,10 @@ impl Error {
         Self::new(ErrorKind::PermissionDenied, "AUTHZ-HKJD33", "No permission")
     }
 
-    pub fn user_not_found_v2() -> Self {
+    /// A user that does not exist, is deleted, or is not the caller's to see (NOT_FOUND): the
+    /// user v2 API's answer (every wire form, and the setup API's `GetUserByID`), and what any
+    /// face gets when a flow's store change finds no user (the CLI, F5, the operator's retry).
+    pub fn user_not_found() -> Self {
         Self::new(
             ErrorKind::NotFound,
             "COMMAND-SAF4f",
@@ -159,7 +162,10 @@ impl Error {
         )
     }
 
-    pub fn user_not_found_v1() -> Self {
+    /// A user not found in the organization in context (FAILED_PRECONDITION): how the
+    /// management v1 API (`SetHumanPassword`, `SetHumanInitialPassword`,
+    /// `SendHumanResetPasswordNotification`) answers for a user outside that organization.
+    pub fn user_not_in_org() -> Self {
         Self::new(
             ErrorKind::FailedPrecondition,
             "COMMAND-Hj9ds",

@@ -23,7 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rekey_core::crypto::Sealer;
 use rekey_core::domain::MessagePayload;
-use rekey_core::domain::{Channel, OutboxMessage};
+use rekey_core::domain::{Channel, MessageId, OutboxMessage};
 use rekey_core::ports::store::{OutboxStore, RateLimitStore, Store, StoreError};
 use rekey_core::ports::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
@@ -199,7 +199,7 @@ impl Worker {
 
     /// One round, for tests and tools: claims up to `concurrency` due messages, delivers them
     /// (concurrently) and returns their outcomes in claim order.
-    pub async fn run_once(&self) -> Result<Vec<(String, Outcome)>, StoreError> {
+    pub async fn run_once(&self) -> Result<Vec<(MessageId, Outcome)>, StoreError> {
         let claimed = self.claim(self.inner.config.concurrency).await?;
         let deliveries = claimed.into_iter().map(|message| {
             let inner = self.inner.clone();
@@ -540,7 +540,7 @@ mod tests {
             };
             if result.is_ok() {
                 self.sent.lock().unwrap().push((
-                    outgoing.message.id.clone(),
+                    outgoing.message.id.to_string(),
                     outgoing.recipient.to_owned(),
                     outgoing.rendered.text.clone(),
                 ));
@@ -619,7 +619,9 @@ mod tests {
                 event(),
             );
             for id in ids {
-                let (key_id, body) = payload.seal(&self.sealer, self.rng.as_ref(), id).unwrap();
+                let (key_id, body) = payload
+                    .seal(&self.sealer, self.rng.as_ref(), &fixtures::message_id(id))
+                    .unwrap();
                 let recipient = match channel {
                     Channel::Email => "ada@example.com",
                     Channel::Sms => "+41790000001",
@@ -637,7 +639,11 @@ mod tests {
         }
 
         async fn message(&self, id: &str) -> OutboxMessage {
-            self.store.outbox_message(id).await.unwrap().unwrap()
+            self.store
+                .outbox_message(&fixtures::message_id(id))
+                .await
+                .unwrap()
+                .unwrap()
         }
     }
 
@@ -714,7 +720,7 @@ mod tests {
         let tenant = TenantId::parse("t1").unwrap();
         assert!(s
             .store
-            .park_outbox_failed(&tenant, "m1", "gave up")
+            .park_outbox_failed(&tenant, &fixtures::message_id("m1"), "gave up")
             .await
             .unwrap());
         worker.maintain().await;
@@ -735,7 +741,7 @@ mod tests {
         s.queue(Channel::Email, &["m1"]).await;
         let worker = s.worker(quick(), false);
         let outcomes = worker.run_once().await.unwrap();
-        assert_eq!(outcomes, vec![("m1".to_owned(), Outcome::Sent)]);
+        assert_eq!(outcomes, vec![(fixtures::message_id("m1"), Outcome::Sent)]);
         let sent = s.email.sent();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].1, "ada@example.com");
@@ -807,7 +813,11 @@ mod tests {
 
         // The admin retry sends it.
         s.email.set(Behaviour::Accept);
-        assert!(s.store.retry_outbox("m1", s.clock.now()).await.unwrap());
+        assert!(s
+            .store
+            .retry_outbox(&fixtures::message_id("m1"), s.clock.now())
+            .await
+            .unwrap());
         assert_eq!(worker.run_once().await.unwrap()[0].1, Outcome::Sent);
         assert_eq!(s.email.sent().len(), 1);
     }
@@ -835,7 +845,10 @@ mod tests {
         let email_only = s.worker(quick(), false);
         assert_eq!(email_only.channels(), vec![Channel::Email]);
         let outcomes = email_only.run_once().await.unwrap();
-        assert_eq!(outcomes, vec![("mail1".to_owned(), Outcome::Sent)]);
+        assert_eq!(
+            outcomes,
+            vec![(fixtures::message_id("mail1"), Outcome::Sent)]
+        );
         let waiting = s.message("sms1").await;
         assert_eq!((waiting.state, waiting.attempts), (OutboxState::Pending, 0));
         assert!(s.sms.sent().is_empty());
@@ -844,7 +857,7 @@ mod tests {
         let both = s.worker(quick(), true);
         assert_eq!(
             both.run_once().await.unwrap(),
-            vec![("sms1".to_owned(), Outcome::Sent)]
+            vec![(fixtures::message_id("sms1"), Outcome::Sent)]
         );
         assert_eq!(s.sms.sent()[0].1, "+41790000001");
     }
@@ -855,7 +868,11 @@ mod tests {
         s.queue(Channel::Sms, &["sms1"]).await;
         // As a message queued for a user without phone, parked, then retried by an admin.
         s.store
-            .park_outbox_failed(&TenantId::parse("t1").unwrap(), "sms1", "no phone")
+            .park_outbox_failed(
+                &TenantId::parse("t1").unwrap(),
+                &fixtures::message_id("sms1"),
+                "no phone",
+            )
             .await
             .unwrap();
         let mut no_phone = s.message("sms1").await;
@@ -866,7 +883,10 @@ mod tests {
             Outcome::Unrecorded,
             "not pending"
         );
-        s.store.retry_outbox("sms1", s.clock.now()).await.unwrap();
+        s.store
+            .retry_outbox(&fixtures::message_id("sms1"), s.clock.now())
+            .await
+            .unwrap();
         let mut claimed = worker.claim(1).await.unwrap();
         let mut message = claimed.remove(0);
         message.recipient = None;

@@ -19,7 +19,7 @@ use rekey_core::domain::{
     ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord,
     Tenant, TenantSettings, User,
 };
-use rekey_core::domain::{TenantId, UserId};
+use rekey_core::domain::{CodeId, MessageId, TenantId, UserId};
 use rekey_core::ports::store::{
     AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxStore, RateLimitHit,
     RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage, UserSearch,
@@ -165,7 +165,7 @@ impl<S: CodeStore> CodeStore for Bounded<S> {
         &self,
         tenant: &TenantId,
         user: &UserId,
-        code_id: &str,
+        code_id: &CodeId,
         max_attempts: u32,
     ) -> Result<AttemptReservation, StoreError> {
         self.run(
@@ -180,7 +180,7 @@ impl<S: CodeStore> CodeStore for Bounded<S> {
         &self,
         tenant: &TenantId,
         user: &UserId,
-        code_id: &str,
+        code_id: &CodeId,
     ) -> Result<(), StoreError> {
         self.run(
             "refund code attempt",
@@ -221,7 +221,7 @@ impl<S: OutboxStore> OutboxStore for Bounded<S> {
             .await
     }
 
-    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+    async fn outbox_message(&self, id: &MessageId) -> Result<Option<OutboxMessage>, StoreError> {
         self.run("outbox message", self.inner.outbox_message(id))
             .await
     }
@@ -243,7 +243,7 @@ impl<S: OutboxStore> OutboxStore for Bounded<S> {
     async fn mark_outbox_sent(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.run(
@@ -256,7 +256,7 @@ impl<S: OutboxStore> OutboxStore for Bounded<S> {
     async fn reschedule_outbox(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError> {
@@ -271,7 +271,7 @@ impl<S: OutboxStore> OutboxStore for Bounded<S> {
     async fn park_outbox_failed(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         error: &str,
     ) -> Result<bool, StoreError> {
         self.run(
@@ -289,7 +289,7 @@ impl<S: OutboxStore> OutboxStore for Bounded<S> {
         .await
     }
 
-    async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn retry_outbox(&self, id: &MessageId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.run("retry outbox", self.inner.retry_outbox(id, now))
             .await
     }

@@ -8,8 +8,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use rekey_core::domain::{
-    Channel, Cname, EmailAddress, MessageKind, MessagePayload, NewEvent, OutboxMessage,
-    OutboxState, PhoneNumber, Tenant, TenantId, TenantSettings, User, UserId, UserState,
+    Channel, Cname, CodeId, EmailAddress, MessageId, MessageKind, MessagePayload, NewEvent,
+    OutboxMessage, OutboxState, PhoneNumber, Tenant, TenantId, TenantSettings, User, UserId,
+    UserState,
 };
 
 /// The instant every builder uses unless told otherwise.
@@ -35,6 +36,16 @@ fn email(raw: &str) -> EmailAddress {
 
 fn phone(raw: &str) -> PhoneNumber {
     PhoneNumber::parse(raw).unwrap_or_else(|e| panic!("test phone {raw:?}: {e}"))
+}
+
+/// An outbox message id for a test (`"m1"`); panics on one the API would refuse.
+pub fn message_id(id: &str) -> MessageId {
+    MessageId::parse(id).unwrap_or_else(|e| panic!("test message id {id:?}: {e}"))
+}
+
+/// A reset code id for a test (`"c1"`); panics on one the API would refuse.
+pub fn code_id(id: &str) -> CodeId {
+    CodeId::parse(id).unwrap_or_else(|e| panic!("test code id {id:?}: {e}"))
 }
 
 // --- tenant ------------------------------------------------------------------------------
@@ -178,7 +189,7 @@ impl UserBuilder {
 /// `<id>.t1`, sealed with key `o1` (empty body), no attempts yet, created and due at [`epoch`].
 pub fn message(id: &str) -> MessageBuilder {
     MessageBuilder(OutboxMessage {
-        id: id.to_owned(),
+        id: message_id(id),
         tenant_id: tenant_id("t1"),
         user_id: user_id("u1"),
         channel: Channel::Email,

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_core::crypto::{CodeMac, HashParams, KeyRing, PasswordHasher, Sealer};
 use rekey_core::domain::{
-    Cname, EmailAddress, Event, MessageKind, MessagePayload, OutboxMessage, OutboxState,
-    PhoneNumber, ResetCodeRecord, Tenant, TenantId, User, UserId, UserState,
+    Cname, CodeId, EmailAddress, Event, MessageId, MessageKind, MessagePayload, OutboxMessage,
+    OutboxState, PhoneNumber, ResetCodeRecord, Tenant, TenantId, User, UserId, UserState,
 };
 use rekey_core::flows::{Deps, NewUser, Rekey};
 use rekey_core::policy::Config;
@@ -303,7 +303,7 @@ impl StoreProbe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub events: usize,
-    pub outbox: Vec<(String, OutboxState)>,
+    pub outbox: Vec<(MessageId, OutboxState)>,
     pub users: Vec<UserRow>,
 }
 
@@ -316,7 +316,7 @@ pub struct UserRow {
     pub change_required: bool,
     pub change_date: DateTime<Utc>,
     /// (id, attempts, expires_at) of the pending code.
-    pub pending_code: Option<(String, u32, DateTime<Utc>)>,
+    pub pending_code: Option<(CodeId, u32, DateTime<Utc>)>,
 }
 
 impl Snapshot {

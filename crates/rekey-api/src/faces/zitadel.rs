@@ -217,7 +217,7 @@ async fn set_password_v1(
     let caller = meta.authenticated(state).await?;
     let details = state
         .rekey
-        .set_password_v1(&caller, org, &user_id, password, change_required)
+        .admin_set_password_in_org(&caller, org, &user_id, password, change_required)
         .await?;
     Ok(details_v1(&details))
 }

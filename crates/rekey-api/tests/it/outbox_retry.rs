@@ -3,7 +3,7 @@
 //! that is still good and re-issues a fresh code for one that is not — never a dead code.
 
 use chrono::Duration;
-use rekey_core::domain::{Channel, MessageKind, OutboxState};
+use rekey_core::domain::{Channel, MessageId, MessageKind, OutboxState};
 use rekey_core::flows::Retried;
 use rekey_testkit::DbKind;
 use serde_json::json;
@@ -19,7 +19,7 @@ both_dbs!(
 
 /// Queues an email reset for `user` and parks it as failed, as the worker does after its
 /// last attempt. Returns the message id.
-async fn parked_reset(app: &TestApp, user: &rekey_core::domain::User) -> String {
+async fn parked_reset(app: &TestApp, user: &rekey_core::domain::User) -> MessageId {
     app.password_reset(
         user.id.as_str(),
         Auth::Bearer(&app.admin1),
@@ -66,7 +66,7 @@ async fn a_message_without_an_address_is_parked_without_its_body(db: DbKind) {
     let before = app.snapshot().await;
     let err = app
         .rekey
-        .retry_outbox_message("test", &row.id)
+        .retry_outbox_message("test", row.id.as_str())
         .await
         .unwrap_err();
     assert_eq!(err.id, "REKEY-ObAdr");
@@ -96,7 +96,11 @@ async fn a_still_good_message_is_requeued_as_it_is(db: DbKind) {
             .unwrap(),
         0
     );
-    let retried = app.rekey.retry_outbox_message("test", &id).await.unwrap();
+    let retried = app
+        .rekey
+        .retry_outbox_message("test", id.as_str())
+        .await
+        .unwrap();
     assert_eq!(retried, Retried::Requeued { id: id.clone() });
     let row = app.store().outbox_message(&id).await.unwrap().unwrap();
     assert_eq!(row.state, OutboxState::Pending);
@@ -127,8 +131,11 @@ async fn an_expired_message_is_reissued_with_a_fresh_code(db: DbKind) {
     assert!(erased.body.is_empty());
 
     let events_before = app.user_events(&user).await.len();
-    let Retried::Reissued { id: new_id } =
-        app.rekey.retry_outbox_message("test", &id).await.unwrap()
+    let Retried::Reissued { id: new_id } = app
+        .rekey
+        .retry_outbox_message("test", id.as_str())
+        .await
+        .unwrap()
     else {
         panic!("an erased message must be re-issued, not requeued");
     };

@@ -41,6 +41,25 @@ macro_rules! opaque_id {
             }
         }
 
+        impl NewId for $name {
+            fn generate(clock: &dyn Clock, rng: &dyn Random) -> Self {
+                Self(new_id(clock, rng))
+            }
+        }
+
+        /// An id equals the string it was made from.
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -51,6 +70,15 @@ macro_rules! opaque_id {
 
 opaque_id!(TenantId, "tenant", "REKEY-IdTn1");
 opaque_id!(UserId, "user", "REKEY-IdUs1");
+opaque_id!(CodeId, "code", "REKEY-IdCo1");
+opaque_id!(TokenId, "token", "REKEY-IdTk1");
+opaque_id!(MessageId, "message", "REKEY-IdMs1");
+
+/// An id type whose new values are made by [`new_id`] (every id type above).
+pub trait NewId: Sized {
+    /// A new id, time-ordered as [`new_id`] makes it.
+    fn generate(clock: &dyn Clock, rng: &dyn Random) -> Self;
+}
 
 /// A new time-ordered id: milliseconds since the Unix epoch in the high bits, 22 random bits
 /// below, masked to 63 bits so it fits a signed 64-bit column and prints like ZITADEL's ids.
@@ -86,5 +114,23 @@ mod tests {
         assert!(UserId::parse("x".repeat(201)).is_err());
         assert!(UserId::parse("x".repeat(200)).is_ok());
         assert!(UserId::parse("anything goes/ü").is_ok());
+    }
+
+    #[test]
+    fn every_id_type_is_made_and_checked_alike() {
+        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+        let rng = SeededRandom::new(8);
+        let code = CodeId::generate(&clock, &rng);
+        assert!(code.as_str().chars().all(|c| c.is_ascii_digit()));
+        assert_eq!(CodeId::parse(code.as_str()).unwrap(), code);
+        assert_eq!(MessageId::parse("m1").unwrap(), "m1");
+        assert_eq!(TokenId::from_trusted("tk".to_owned()).to_string(), "tk");
+        for bad in [String::new(), "x".repeat(201)] {
+            assert_eq!(CodeId::parse(bad.clone()).unwrap_err().id, "REKEY-IdCo1");
+            assert_eq!(TokenId::parse(bad.clone()).unwrap_err().id, "REKEY-IdTk1");
+            assert_eq!(MessageId::parse(bad).unwrap_err().id, "REKEY-IdMs1");
+        }
+        // Serialized as the bare string (event payloads, CLI JSON).
+        assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{code}\""));
     }
 }

@@ -58,7 +58,7 @@ pub mod user;
 pub use cname::{cname_from_name, Cname, MAX_CNAME_LEN};
 pub use email_address::{EmailAddress, MAX_EMAIL_LEN};
 pub use event::{Details, Event, NewEvent};
-pub use ids::{new_id, TenantId, UserId, MAX_ID_LEN};
+pub use ids::{new_id, CodeId, MessageId, NewId, TenantId, TokenId, UserId, MAX_ID_LEN};
 pub use outbox::{Channel, MessageKind, MessagePayload, OutboxMessage, OutboxState};
 pub use phone_number::PhoneNumber;
 pub use reset_code::{CodeKind, CodePolicy, ResetCodeRecord};

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::sealer::Sealer;
-use crate::domain::ids::{TenantId, UserId};
+use crate::domain::ids::{MessageId, TenantId, UserId};
 use crate::domain::phone_number::PhoneNumber;
 use crate::domain::user::User;
 use crate::error::Error;
@@ -45,7 +45,7 @@ text_enum! {
 /// hold a code; it is erased after delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
-    pub id: String,
+    pub id: MessageId,
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub channel: Channel,
@@ -78,7 +78,7 @@ impl OutboxMessage {
     /// ([`MessagePayload::seal`]): pending when the user has an address on the channel,
     /// otherwise parked as failed at once.
     pub fn for_user(
-        id: String,
+        id: MessageId,
         user: &User,
         channel: Channel,
         kind: MessageKind,
@@ -161,14 +161,18 @@ impl MessagePayload {
         &self,
         sealer: &Sealer,
         rng: &dyn Random,
-        message_id: &str,
+        message_id: &MessageId,
     ) -> Result<(String, Vec<u8>), Error> {
         let plain = serde_json::to_vec(self).map_err(|_| Error::internal())?;
-        sealer.seal(rng, message_id.as_bytes(), &plain)
+        sealer.seal(rng, message_id.as_str().as_bytes(), &plain)
     }
 
     pub fn open(sealer: &Sealer, message: &OutboxMessage) -> Result<Self, Error> {
-        let plain = sealer.open(&message.key_id, message.id.as_bytes(), &message.body)?;
+        let plain = sealer.open(
+            &message.key_id,
+            message.id.as_str().as_bytes(),
+            &message.body,
+        )?;
         serde_json::from_slice(&plain).map_err(|_| Error::internal())
     }
 }

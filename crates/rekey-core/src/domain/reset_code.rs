@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ids::{TenantId, UserId};
+use crate::domain::ids::{CodeId, TenantId, UserId};
 use crate::domain::tenant::CodeAlphabet;
 use crate::ports::random::Random;
 
@@ -23,7 +23,7 @@ text_enum! {
 /// A reset code as stored: only its keyed MAC, never the code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResetCodeRecord {
-    pub id: String,
+    pub id: CodeId,
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub key_id: String,

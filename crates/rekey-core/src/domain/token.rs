@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::ids::{TenantId, UserId};
+use crate::domain::ids::{TenantId, TokenId, UserId};
 
 /// Who a token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl Role {
 /// An API token as stored: only the SHA-256 of the secret is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
-    pub id: String,
+    pub id: TokenId,
     pub hash: [u8; 32],
     pub role: Role,
     pub created_at: DateTime<Utc>,
@@ -42,7 +42,7 @@ pub struct ApiToken {
 /// The caller of a request, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub token_id: String,
+    pub token_id: TokenId,
     pub role: Role,
 }
 

@@ -99,9 +99,10 @@ impl Rekey {
             .filter(|u| u.state != UserState::Deleted))
     }
 
-    /// The v2 target of a call: the user themself or a user of the admin's tenant. Anything
-    /// else looks exactly like a user that does not exist, so ids cannot be probed.
-    pub(crate) async fn v2_target(
+    /// The user a user v2 call (or the setup API's `GetUserByID`) acts on: the caller themself
+    /// or a user of the admin's tenant (any tenant for a system principal). Anything else looks exactly like a
+    /// user that does not exist, so ids cannot be probed.
+    pub(crate) async fn target_user(
         &self,
         principal: &Principal,
         user_id: &UserId,
@@ -115,28 +116,22 @@ impl Rekey {
             } if me == user_id => self.find_user_in(tenant_id, me).await?,
             Role::User { .. } => None,
         };
-        user.ok_or_else(Error::user_not_found_v2)
+        user.ok_or_else(Error::user_not_found)
     }
 
-    /// The org a v1 management call acts in (`x-zitadel-orgid`, else the caller's own).
-    pub(crate) fn v1_org(
-        &self,
-        principal: &Principal,
-        header: Option<TenantId>,
-    ) -> Result<TenantId, Error> {
-        org_in_context(principal, header, "set the x-zitadel-orgid header")
-    }
-
-    pub(crate) async fn v1_target(
+    /// A user of the organization in context (management v1 API): `org` is the one the call
+    /// names (its `x-zitadel-orgid` header), else the caller's own ([`org_in_context`]). A user
+    /// outside it is [`Error::user_not_in_org`].
+    pub(crate) async fn user_in_org(
         &self,
         principal: &Principal,
         org: Option<TenantId>,
         user_id: &UserId,
     ) -> Result<User, Error> {
-        let org = self.v1_org(principal, org)?;
+        let org = org_in_context(principal, org, "set the x-zitadel-orgid header")?;
         self.find_user_in(&org, user_id)
             .await?
-            .ok_or_else(Error::user_not_found_v1)
+            .ok_or_else(Error::user_not_in_org)
     }
 
     /// The tenant an admin's setup call acts in. A tenant admin may only name its own.

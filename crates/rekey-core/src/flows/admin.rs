@@ -7,7 +7,7 @@
 //! erased or whose code has expired is never resent dead: the user gets a fresh code in a new
 //! message, as if reset again.
 
-use crate::domain::{Channel, Event, MessageKind, OutboxMessage, OutboxState};
+use crate::domain::{Channel, Event, MessageId, MessageKind, OutboxMessage, OutboxState};
 use crate::error::{Error, ErrorKind};
 use crate::flows::{Delivery, Rekey};
 use crate::ports::store::EventFilter;
@@ -16,10 +16,10 @@ use crate::ports::store::EventFilter;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Retried {
     /// The message itself is pending again.
-    Requeued { id: String },
+    Requeued { id: MessageId },
     /// A fresh code went out in a new message (new id, new Message-ID); the old one stays
     /// failed.
-    Reissued { id: String },
+    Reissued { id: MessageId },
 }
 
 fn not_found() -> Error {
@@ -45,9 +45,13 @@ impl Rekey {
         Ok(self.store.outbox_messages(state, limit).await?)
     }
 
-    /// The outbox message with this id, in any tenant and any state.
+    /// The outbox message with this id, in any tenant and any state. `id` is as the operator
+    /// typed it: one that is no valid id names no message.
     pub async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, Error> {
-        Ok(self.store.outbox_message(id).await?)
+        let Ok(id) = MessageId::parse(id) else {
+            return Ok(None);
+        };
+        Ok(self.store.outbox_message(&id).await?)
     }
 
     /// The audit trail: events in order of time (then sequence), oldest first.
@@ -56,10 +60,13 @@ impl Rekey {
     }
 
     /// Retries the failed message `id` on behalf of `actor` (who appears in the audit trail).
+    /// `id` is as the operator typed it: one that is no valid id (empty, too long) is "not
+    /// found" like any id that names no failed message, never a format error (SPEC §1).
     pub async fn retry_outbox_message(&self, actor: &str, id: &str) -> Result<Retried, Error> {
+        let id = MessageId::parse(id).map_err(|_| not_found())?;
         let message = self
             .store
-            .outbox_message(id)
+            .outbox_message(&id)
             .await?
             .filter(|m| m.state == OutboxState::Failed)
             .ok_or_else(not_found)?;
@@ -68,8 +75,8 @@ impl Rekey {
             && message.recipient.is_some()
             && message.body_expires_at.is_none_or(|at| at > now);
         if usable {
-            return if self.store.retry_outbox(id, now).await? {
-                Ok(Retried::Requeued { id: id.to_owned() })
+            return if self.store.retry_outbox(&id, now).await? {
+                Ok(Retried::Requeued { id })
             } else {
                 Err(not_found())
             };
@@ -84,7 +91,7 @@ impl Rekey {
         let user = self
             .find_user_in(&message.tenant_id, &message.user_id)
             .await?
-            .ok_or_else(Error::user_not_found_v2)?;
+            .ok_or_else(Error::user_not_found)?;
         let has_address = match message.channel {
             Channel::Email => !user.email.as_str().is_empty(),
             Channel::Sms => user.phone.as_ref().is_some_and(|p| !p.as_str().is_empty()),

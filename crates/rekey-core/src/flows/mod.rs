@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::crypto::{CodeMac, PasswordHasher, Sealer};
-use crate::domain::{new_id, TenantId, UserId, UserState};
+use crate::domain::{NewId, TenantId, UserId, UserState};
 use crate::error::Error;
 use crate::policy::Config;
 use crate::ports::{Clock, Random, Store};
@@ -108,7 +108,8 @@ impl Rekey {
         self.clock.now()
     }
 
-    pub(crate) fn new_id(&self) -> String {
-        new_id(self.clock.as_ref(), self.rng.as_ref())
+    /// A new id of any kind (tenant, user, code, token, message).
+    pub(crate) fn new_id<I: NewId>(&self) -> I {
+        I::generate(self.clock.as_ref(), self.rng.as_ref())
     }
 }

@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::reset_code::MAX_CODE_INPUT;
 use crate::domain::{
-    Channel, Details, MessageKind, MessagePayload, NewEvent, Role, TenantId, User, UserId,
+    Channel, CodeId, Details, MessageKind, MessagePayload, NewEvent, Role, TenantId, User, UserId,
     UserState,
 };
 use crate::error::{Error, ErrorHint, ErrorKind};
@@ -49,7 +49,7 @@ impl Rekey {
             }
             Verification::CurrentPassword(current) => {
                 let principal = caller.principal()?;
-                let user = self.v2_target(principal, &cmd.user_id).await?;
+                let user = self.target_user(principal, &cmd.user_id).await?;
                 if let Some(err) = state_error(user.state) {
                     return Err(err);
                 }
@@ -75,7 +75,7 @@ impl Rekey {
             }
             Verification::Admin => {
                 let principal = caller.principal()?;
-                let user = self.v2_target(principal, &cmd.user_id).await?;
+                let user = self.target_user(principal, &cmd.user_id).await?;
                 if matches!(principal.role, Role::User { .. }) {
                     return Err(Error::permission_denied());
                 }
@@ -85,8 +85,9 @@ impl Rekey {
         }
     }
 
-    /// ZITADEL v1 `SetHumanPassword` / `SetHumanInitialPassword`: admins of the org in context.
-    pub async fn set_password_v1(
+    /// An admin of the organization in context sets the password of one of its users, with no
+    /// other proof: the management v1 API's `SetHumanPassword` / `SetHumanInitialPassword`.
+    pub async fn admin_set_password_in_org(
         &self,
         caller: &Caller,
         org: Option<TenantId>,
@@ -95,7 +96,7 @@ impl Rekey {
         change_required: bool,
     ) -> Result<Details, Error> {
         let principal = caller.principal()?;
-        let user = self.v1_target(principal, org, user_id).await?;
+        let user = self.user_in_org(principal, org, user_id).await?;
         self.admin_set_password(caller, &user, new_password, change_required)
             .await
     }
@@ -219,7 +220,7 @@ impl Rekey {
         user: &User,
         new_password: SecretString,
         change_required: bool,
-        consume_code: Option<String>,
+        consume_code: Option<CodeId>,
     ) -> Result<Details, Error> {
         let tenant = self.tenant_of(user).await?;
         let settings = self.config.effective(&tenant.settings)?;

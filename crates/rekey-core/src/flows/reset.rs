@@ -7,8 +7,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    Channel, CodeKind, CodePolicy, Details, EmailAddress, MessageKind, MessagePayload, NewEvent,
-    OutboxMessage, Role, TenantId, User, UserId, UserState,
+    Channel, CodeId, CodeKind, CodePolicy, Details, EmailAddress, MessageId, MessageKind,
+    MessagePayload, NewEvent, OutboxMessage, Role, TenantId, User, UserId, UserState,
 };
 use crate::error::{Error, ErrorKind};
 use crate::flows::{decoy_tenant, decoy_user, state_error, Caller, Rekey};
@@ -33,7 +33,7 @@ pub struct ResetIssued {
     /// Only for [`Delivery::ReturnCode`].
     pub code: Option<SecretString>,
     /// The queued message, for [`Delivery::Send`].
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId>,
 }
 
 impl Rekey {
@@ -45,7 +45,7 @@ impl Rekey {
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
         let principal = caller.principal()?;
-        let user = self.v2_target(principal, user_id).await?;
+        let user = self.target_user(principal, user_id).await?;
         if matches!(delivery, Delivery::ReturnCode) && matches!(principal.role, Role::User { .. }) {
             return Err(Error::permission_denied());
         }
@@ -61,7 +61,7 @@ impl Rekey {
         channel: Channel,
     ) -> Result<Details, Error> {
         let principal = caller.principal()?;
-        let user = self.v1_target(principal, org, user_id).await?;
+        let user = self.user_in_org(principal, org, user_id).await?;
         let delivery = Delivery::Send {
             channel,
             url_template: None,
@@ -107,7 +107,7 @@ impl Rekey {
             };
         let code = settings.code.generate(self.rng.as_ref());
         let (key_id, mac) = self.codes.sign(&user.tenant_id, &user.id, &code)?;
-        let code_id = self.new_id();
+        let code_id: CodeId = self.new_id();
 
         let medium = match &delivery {
             Delivery::ReturnCode => "return_code",
@@ -361,7 +361,7 @@ impl Rekey {
         payload: &MessagePayload,
         now: DateTime<Utc>,
     ) -> Result<OutboxMessage, Error> {
-        let id = self.new_id();
+        let id: MessageId = self.new_id();
         let sealed = payload.seal(&self.sealer, self.rng.as_ref(), &id)?;
         Ok(OutboxMessage::for_user(
             id, user, channel, kind, payload, sealed, now,

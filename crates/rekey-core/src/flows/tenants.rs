@@ -33,7 +33,7 @@ impl Rekey {
         }
         let now = self.now();
         let tenant = Tenant {
-            id: id.unwrap_or_else(|| TenantId::from_trusted(self.new_id())),
+            id: id.unwrap_or_else(|| self.new_id()),
             name: name.to_owned(),
             cname,
             settings: TenantSettings::default(),

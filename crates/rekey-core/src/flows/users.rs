@@ -103,9 +103,7 @@ impl Rekey {
             }
         });
         let user = User {
-            id: options
-                .id
-                .unwrap_or_else(|| UserId::from_trusted(self.new_id())),
+            id: options.id.unwrap_or_else(|| self.new_id()),
             tenant_id: tenant.id.clone(),
             username: new
                 .username
@@ -144,11 +142,11 @@ impl Rekey {
             .store
             .user_tenant(user_id)
             .await?
-            .ok_or_else(Error::user_not_found_v2)?;
+            .ok_or_else(Error::user_not_found)?;
         self.store
             .user(&tenant, user_id)
             .await?
-            .ok_or_else(Error::user_not_found_v2)
+            .ok_or_else(Error::user_not_found)
     }
 
     /// Moves a user to another state; a deleted user stays deleted.
@@ -218,7 +216,7 @@ impl Rekey {
     /// ZITADEL v2 `GetUserByID`: the user themself or an admin of the user's tenant.
     pub async fn get_user(&self, caller: &Caller, user_id: &UserId) -> Result<User, Error> {
         let principal = caller.principal()?;
-        self.v2_target(principal, user_id).await
+        self.target_user(principal, user_id).await
     }
 
     /// [`Rekey::list_users`] with the time the list was read, for faces that report it
@@ -281,7 +279,7 @@ impl Rekey {
         transition: Transition,
     ) -> Result<Details, Error> {
         let principal = caller.principal()?;
-        let user = self.v2_target(principal, user_id).await?;
+        let user = self.target_user(principal, user_id).await?;
         if not_admin(principal) {
             return Err(Error::permission_denied());
         }
@@ -328,7 +326,7 @@ impl Rekey {
                 }
                 Transition::Lock => conflict("Only an active user can be locked"),
                 Transition::Unlock => conflict("User is not locked"),
-                Transition::Delete => Error::user_not_found_v2(),
+                Transition::Delete => Error::user_not_found(),
             });
         }
         let mut change = UserChange::new(

@@ -110,7 +110,7 @@ async fn the_v1_org_in_context() {
     );
     assert_err(
         f.rekey
-            .set_password_v1(&f.admin2, Some(f.t1.id.clone()), &user.id, pw(), false)
+            .admin_set_password_in_org(&f.admin2, Some(f.t1.id.clone()), &user.id, pw(), false)
             .await,
         ErrorKind::PermissionDenied,
         "AUTHZ-HKJD33",
@@ -145,7 +145,7 @@ async fn the_v1_org_in_context() {
         .unwrap();
     f.tick();
     f.rekey
-        .set_password_v1(&f.admin1, None, &user.id, pw(), false)
+        .admin_set_password_in_org(&f.admin1, None, &user.id, pw(), false)
         .await
         .unwrap();
     assert!(f.has_password(&user, NEW_PASSWORD).await);

@@ -56,7 +56,7 @@ async fn send_link_queues_a_sealed_message_with_the_default_link() {
     let messages = f.messages(&user, MessageKind::PasswordReset).await;
     assert_eq!(messages.len(), 1);
     let message = &messages[0];
-    assert_eq!(issued.message_id.as_deref(), Some(message.id.as_str()));
+    assert_eq!(issued.message_id.as_ref(), Some(&message.id));
     assert_eq!(message.channel, Channel::Email);
     assert_eq!(message.recipient.as_deref(), Some("link@acme.test"));
     assert_eq!(message.state, OutboxState::Pending);
@@ -253,4 +253,23 @@ async fn sms_to_a_user_without_a_phone_is_parked_without_its_code() {
     let queued = &f.messages(&with_phone, MessageKind::PasswordReset).await[0];
     assert_eq!(queued.state, OutboxState::Pending);
     assert_eq!(queued.recipient.as_deref(), Some("+41791234567"));
+}
+
+#[tokio::test]
+async fn an_operator_id_that_is_no_valid_id_names_no_message() {
+    // SPEC §1: an id that names nothing is "not found", never a format error — also when it
+    // is empty or longer than any id can be.
+    let f = Fixture::new().await;
+    let user = f.add_user(&f.t1, "ops@acme.test").await;
+    f.send_link(&f.admin1, &user.id).await.unwrap();
+    let before = f.snapshot().await;
+    for id in [String::new(), "9".repeat(201), "no-such-message".to_owned()] {
+        assert_err(
+            f.rekey.retry_outbox_message("test", &id).await,
+            ErrorKind::NotFound,
+            "REKEY-ObNF",
+        );
+        assert_eq!(f.rekey.outbox_message(&id).await.unwrap(), None);
+    }
+    assert_eq!(f.snapshot().await, before);
 }

@@ -51,7 +51,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
             .bind(at)
             .bind(tenant.to_owned())
             .bind(user.to_owned())
-            .bind(code_id.clone())
+            .bind(code_id.as_str().to_owned())
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| db_error("change user: consume code", e))?
@@ -81,7 +81,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
             )
             .bind(tenant.to_owned())
             .bind(user.to_owned())
-            .bind(code.id.clone())
+            .bind(code.id.as_str().to_owned())
             .bind(code.key_id.clone())
             .bind(code.mac.clone())
             .bind(code.kind.as_str().to_owned())

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use rekey_core::domain::ResetCodeRecord;
-use rekey_core::domain::{TenantId, UserId};
+use rekey_core::domain::{CodeId, TenantId, UserId};
 use rekey_core::ports::store::{AttemptReservation, CodeStore, StoreError};
 
 use super::backend::SqlBackend;
@@ -17,7 +17,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         conn: &mut DB::Connection,
         tenant: &TenantId,
         user: &UserId,
-        code_id: &str,
+        code_id: &CodeId,
         max_attempts: u32,
     ) -> Result<AttemptReservation, StoreError> {
         // One statement decides: concurrent guesses serialize on the row and none passes the cap.
@@ -29,7 +29,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         )
         .bind(tenant.as_str().to_owned())
         .bind(user.as_str().to_owned())
-        .bind(code_id.to_owned())
+        .bind(code_id.as_str().to_owned())
         .bind(i64::from(max_attempts))
         .fetch_optional(&mut *conn)
         .await
@@ -45,7 +45,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         )
         .bind(tenant.as_str().to_owned())
         .bind(user.as_str().to_owned())
-        .bind(code_id.to_owned())
+        .bind(code_id.as_str().to_owned())
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| db_error("reserve code attempt", e))?;
@@ -83,7 +83,7 @@ impl<DB: SqlBackend> CodeStore for SqlStore<DB> {
         &self,
         tenant: &TenantId,
         user: &UserId,
-        code_id: &str,
+        code_id: &CodeId,
         max_attempts: u32,
     ) -> Result<AttemptReservation, StoreError> {
         const OP: &str = "reserve code attempt";
@@ -96,7 +96,7 @@ impl<DB: SqlBackend> CodeStore for SqlStore<DB> {
         &self,
         tenant: &TenantId,
         user: &UserId,
-        code_id: &str,
+        code_id: &CodeId,
     ) -> Result<(), StoreError> {
         const OP: &str = "refund code attempt";
         let mut tx = self.begin_write(OP).await?;
@@ -107,7 +107,7 @@ impl<DB: SqlBackend> CodeStore for SqlStore<DB> {
         )
         .bind(tenant.as_str().to_owned())
         .bind(user.as_str().to_owned())
-        .bind(code_id.to_owned())
+        .bind(code_id.as_str().to_owned())
         .execute(&mut *tx)
         .await
         .map(|_| ())

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rekey_core::domain::TenantId;
 use rekey_core::domain::{Channel, OutboxMessage, OutboxState};
+use rekey_core::domain::{MessageId, TenantId};
 use rekey_core::ports::store::{OutboxStore, StoreError};
 
 use super::backend::{SqlBackend, Stmt};
@@ -25,7 +25,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(message.tenant_id.as_str().to_owned())
-        .bind(message.id.clone())
+        .bind(message.id.as_str().to_owned())
         .bind(message.user_id.as_str().to_owned())
         .bind(message.channel.as_str().to_owned())
         .bind(message.recipient.clone())
@@ -104,11 +104,11 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
             .collect()
     }
 
-    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+    async fn outbox_message(&self, id: &MessageId) -> Result<Option<OutboxMessage>, StoreError> {
         let sql =
             format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1 ORDER BY tenant_id LIMIT 1");
         let row = Self::query(&sql)
-            .bind(id.to_owned())
+            .bind(id.as_str().to_owned())
             .fetch_optional(&self.reader)
             .await
             .map_err(|e| db_error("outbox message", e))?;
@@ -170,7 +170,7 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
     async fn mark_outbox_sent(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let query = Self::query(
@@ -181,14 +181,14 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
         .bind(micros(at))
         .bind(Vec::<u8>::new())
         .bind(tenant.as_str().to_owned())
-        .bind(id.to_owned());
+        .bind(id.as_str().to_owned());
         self.update_outbox("mark outbox sent", query).await
     }
 
     async fn reschedule_outbox(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError> {
@@ -199,14 +199,14 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
         .bind(micros(next_attempt_at))
         .bind(error.to_owned())
         .bind(tenant.as_str().to_owned())
-        .bind(id.to_owned());
+        .bind(id.as_str().to_owned());
         self.update_outbox("reschedule outbox", query).await
     }
 
     async fn park_outbox_failed(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         error: &str,
     ) -> Result<bool, StoreError> {
         let query = Self::query(
@@ -215,7 +215,7 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
         )
         .bind(error.to_owned())
         .bind(tenant.as_str().to_owned())
-        .bind(id.to_owned());
+        .bind(id.as_str().to_owned());
         self.update_outbox("park outbox message", query).await
     }
 
@@ -235,13 +235,13 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
         Self::finish(OP, tx, result).await
     }
 
-    async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn retry_outbox(&self, id: &MessageId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let query = Self::query(
             "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
              last_error = NULL WHERE id = $2 AND state = 'failed' RETURNING id",
         )
         .bind(micros(now))
-        .bind(id.to_owned());
+        .bind(id.as_str().to_owned());
         self.update_outbox("retry outbox message", query).await
     }
 }

@@ -6,7 +6,8 @@
 //! only parsed ones are ever written, and an email keeps the case the user gave it.
 
 use rekey_core::domain::{ApiToken, Event, OutboxMessage, ResetCodeRecord, Role, Tenant, User};
-use rekey_core::domain::{Cname, EmailAddress, PhoneNumber, TenantId, UserId};
+use rekey_core::domain::{Cname, EmailAddress, PhoneNumber};
+use rekey_core::domain::{CodeId, MessageId, TenantId, TokenId, UserId};
 use rekey_core::ports::store::StoreError;
 
 use crate::codec::{from_json, opt_time, parse, time, to_u32, to_u64};
@@ -133,7 +134,7 @@ impl TryFrom<TokenRow> for ApiToken {
             (other, ..) => return Err(corrupt(format!("api_tokens.role: {other:?} inconsistent"))),
         };
         Ok(ApiToken {
-            id: row.id,
+            id: TokenId::from_trusted(row.id),
             hash: row
                 .token_hash
                 .try_into()
@@ -165,7 +166,7 @@ impl TryFrom<CodeRow> for ResetCodeRecord {
 
     fn try_from(row: CodeRow) -> Result<Self, StoreError> {
         Ok(ResetCodeRecord {
-            id: row.id,
+            id: CodeId::from_trusted(row.id),
             tenant_id: TenantId::from_trusted(row.tenant_id),
             user_id: UserId::from_trusted(row.user_id),
             key_id: row.key_id,
@@ -235,7 +236,7 @@ impl TryFrom<OutboxRow> for OutboxMessage {
 
     fn try_from(row: OutboxRow) -> Result<Self, StoreError> {
         Ok(OutboxMessage {
-            id: row.id,
+            id: MessageId::from_trusted(row.id),
             tenant_id: TenantId::from_trusted(row.tenant_id),
             user_id: UserId::from_trusted(row.user_id),
             channel: parse("outbox.channel", &row.channel)?,

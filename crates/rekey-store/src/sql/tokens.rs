@@ -27,7 +27,7 @@ impl<DB: SqlBackend> TokenStore for SqlStore<DB> {
             format!("INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
         let result = Self::query(&sql)
             .bind(token.hash.to_vec())
-            .bind(token.id.clone())
+            .bind(token.id.as_str().to_owned())
             .bind(token.role.name().to_owned())
             .bind(tenant)
             .bind(user)

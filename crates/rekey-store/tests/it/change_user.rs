@@ -1,7 +1,7 @@
 use rekey_core::domain::{OutboxState, Role, UserState};
 use rekey_core::ports::store::{EventFilter, PasswordChange, RateLimitHit, StoreError, UserChange};
 
-use crate::harness::{event, message, new_code, seed, t, tid, token, uid, Fixture};
+use crate::harness::{cid, event, message, new_code, seed, t, tid, token, uid, Fixture};
 
 rekey_testkit::both_dbs!(
     run = crate::harness::run;
@@ -204,7 +204,7 @@ async fn revokes_only_that_users_user_tokens(fx: Fixture) {
 
     for tk in &tokens {
         let found = fx.store.token_by_hash(&tk.hash).await.unwrap();
-        if tk.id.starts_with("tk-u1") {
+        if tk.id.as_str().starts_with("tk-u1") {
             assert_eq!(found, None, "{} revoked", tk.id);
         } else {
             assert_eq!(found.as_ref(), Some(tk), "{} still valid", tk.id);
@@ -246,7 +246,7 @@ async fn outbox_rows_written_with_the_change(fx: Fixture) {
     let all = fx.store.outbox_messages(None, 0).await.unwrap();
     let keys: Vec<(String, String)> = all
         .iter()
-        .map(|m| (m.tenant_id.to_string(), m.id.clone()))
+        .map(|m| (m.tenant_id.to_string(), m.id.to_string()))
         .collect();
     assert_eq!(
         keys,
@@ -324,7 +324,7 @@ async fn failed_change_writes_nothing(fx: Fixture) {
         window_secs: 60,
         at: t(100),
     });
-    change.consume_code = Some("c-unknown".to_owned());
+    change.consume_code = Some(cid("c-unknown"));
     change.void_pending_codes = true;
     change.new_code = Some(new_code("c2", t(100)));
     change.set_password = Some(PasswordChange {
@@ -348,7 +348,7 @@ async fn failed_change_writes_nothing(fx: Fixture) {
     assert!(fx.store.token_by_hash(&[9; 32]).await.unwrap().is_some());
 
     // The same change with the real code goes through, all of it.
-    change.consume_code = Some("c1".to_owned());
+    change.consume_code = Some(cid("c1"));
     let details = fx.store.change_user(&change).await.unwrap();
     assert_eq!(details.sequence, 3);
     let user = fx

@@ -4,7 +4,7 @@ use chrono::Duration;
 use rekey_core::domain::CodeKind;
 use rekey_core::ports::store::{AttemptReservation, Store, StoreError, UserChange};
 
-use crate::harness::{event, issue_code, new_code, seed, t, tid, uid, Fixture};
+use crate::harness::{cid, event, issue_code, new_code, seed, t, tid, uid, Fixture};
 
 rekey_testkit::both_dbs!(
     run = crate::harness::run;
@@ -24,7 +24,7 @@ fn consume(tenant: &str, user: &str, code: &str, secs: i64) -> UserChange {
         t(secs),
         event("user.password.changed"),
     );
-    change.consume_code = Some(code.to_owned());
+    change.consume_code = Some(cid(code));
     change.void_pending_codes = true;
     change
 }
@@ -141,7 +141,7 @@ async fn new_code_voids_previous(fx: Fixture) {
     );
     assert_eq!(
         fx.store
-            .reserve_code_attempt(&tid("t1"), &uid("u1"), "c1", 5)
+            .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5)
             .await
             .unwrap(),
         AttemptReservation::Gone
@@ -219,7 +219,7 @@ async fn concurrent_reservations_stop_at_the_cap(fx: Fixture) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .reserve_code_attempt(&tid("t1"), &uid("u1"), "c1", 5)
+                    .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5)
                     .await
             })
         })
@@ -258,7 +258,7 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
         let (t1, u1) = (t1.clone(), u1.clone());
         async move {
             store
-                .reserve_code_attempt(&t1, &u1, "c1", cap)
+                .reserve_code_attempt(&t1, &u1, &cid("c1"), cap)
                 .await
                 .unwrap()
         }
@@ -271,7 +271,10 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
         reserve(3).await,
         AttemptReservation::Reserved { attempts: 2 }
     );
-    fx.store.refund_code_attempt(&t1, &u1, "c1").await.unwrap();
+    fx.store
+        .refund_code_attempt(&t1, &u1, &cid("c1"))
+        .await
+        .unwrap();
     assert_eq!(
         fx.store
             .pending_code(&t1, &u1)
@@ -291,7 +294,10 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
     );
     assert_eq!(reserve(3).await, AttemptReservation::Exhausted);
     // A refund below the cap revives one attempt, never more.
-    fx.store.refund_code_attempt(&t1, &u1, "c1").await.unwrap();
+    fx.store
+        .refund_code_attempt(&t1, &u1, &cid("c1"))
+        .await
+        .unwrap();
     assert_eq!(
         reserve(3).await,
         AttemptReservation::Reserved { attempts: 3 }
@@ -302,7 +308,7 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
     for (tenant, user, code) in [("t1", "u1", "nope"), ("t1", "u2", "c1"), ("t2", "u1", "c1")] {
         assert_eq!(
             fx.store
-                .reserve_code_attempt(&tid(tenant), &uid(user), code, 3)
+                .reserve_code_attempt(&tid(tenant), &uid(user), &cid(code), 3)
                 .await
                 .unwrap(),
             AttemptReservation::Gone
@@ -312,7 +318,7 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
     // Refund never goes below zero, and does nothing to a code that is no longer pending.
     issue_code(&fx, "t1", "u2", "c2", t(20)).await;
     fx.store
-        .refund_code_attempt(&t1, &uid("u2"), "c2")
+        .refund_code_attempt(&t1, &uid("u2"), &cid("c2"))
         .await
         .unwrap();
     assert_eq!(
@@ -328,7 +334,10 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
         .change_user(&consume("t1", "u1", "c1", 30))
         .await
         .unwrap();
-    fx.store.refund_code_attempt(&t1, &u1, "c1").await.unwrap();
+    fx.store
+        .refund_code_attempt(&t1, &u1, &cid("c1"))
+        .await
+        .unwrap();
     assert_eq!(
         fx.scalar("SELECT attempts FROM reset_codes WHERE id = 'c1'")
             .await,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_core::domain::{
     ApiToken, CodeKind, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord, Role, Tenant, User,
 };
-use rekey_core::domain::{TenantId, UserId};
+use rekey_core::domain::{CodeId, MessageId, TenantId, TokenId, UserId};
 use rekey_core::ports::store::{NewResetCode, Store, UserChange, UserSearch};
 use rekey_testkit::{fixtures, DbKind, TestDb};
 use sqlx::postgres::PgPoolOptions;
@@ -149,7 +149,7 @@ impl Fixture {
     }
 
     /// The id of the user's pending code; panics when there is none.
-    pub async fn pending_id(&self, tenant: &str, user: &str) -> String {
+    pub async fn pending_id(&self, tenant: &str, user: &str) -> CodeId {
         self.pending(tenant, user).await.id
     }
 
@@ -226,6 +226,14 @@ pub fn uid(id: &str) -> UserId {
     UserId::parse(id).unwrap()
 }
 
+pub fn cid(id: &str) -> CodeId {
+    fixtures::code_id(id)
+}
+
+pub fn mid(id: &str) -> MessageId {
+    fixtures::message_id(id)
+}
+
 pub fn event(kind: &'static str) -> NewEvent {
     fixtures::event(kind)
         .actor("token:test")
@@ -256,7 +264,7 @@ pub fn user(tenant: &str, id: &str, email: &str) -> User {
 
 pub fn new_code(id: &str, at: DateTime<Utc>) -> NewResetCode {
     NewResetCode {
-        id: id.to_owned(),
+        id: cid(id),
         key_id: "k1".to_owned(),
         mac: vec![0xAB; 32],
         kind: CodeKind::Reset,
@@ -276,7 +284,7 @@ pub fn message(tenant: &str, user: &str, id: &str, state: OutboxState) -> Outbox
 
 pub fn token(id: &str, byte: u8, role: Role) -> ApiToken {
     ApiToken {
-        id: id.to_owned(),
+        id: TokenId::parse(id).unwrap(),
         hash: [byte; 32],
         role,
         created_at: t(0),

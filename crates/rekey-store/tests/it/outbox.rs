@@ -8,7 +8,7 @@ use chrono::Duration;
 use rekey_core::domain::{Channel, OutboxMessage, OutboxState};
 use rekey_core::ports::store::{Store, UserChange};
 
-use crate::harness::{event, message, seed, t, tid, uid, Fixture};
+use crate::harness::{event, message, mid, seed, t, tid, uid, Fixture};
 
 rekey_testkit::both_dbs!(
     run = crate::harness::run;
@@ -229,7 +229,7 @@ async fn drain(store: Arc<dyn Store>) -> Vec<(String, String)> {
         got.extend(
             batch
                 .into_iter()
-                .map(|m| (m.tenant_id.as_str().to_owned(), m.id)),
+                .map(|m| (m.tenant_id.as_str().to_owned(), m.id.to_string())),
         );
         tokio::task::yield_now().await;
     }
@@ -291,15 +291,15 @@ async fn sent_erases_the_body_once(fx: Fixture) {
         .await
         .unwrap();
     fx.store
-        .reschedule_outbox(&tid("t1"), "m1", t(12), "smtp: 451 try later")
+        .reschedule_outbox(&tid("t1"), &mid("m1"), t(12), "smtp: 451 try later")
         .await
         .unwrap();
     assert!(fx
         .store
-        .mark_outbox_sent(&tid("t1"), "m1", t(15))
+        .mark_outbox_sent(&tid("t1"), &mid("m1"), t(15))
         .await
         .unwrap());
-    let sent = fx.store.outbox_message("m1").await.unwrap().unwrap();
+    let sent = fx.store.outbox_message(&mid("m1")).await.unwrap().unwrap();
     assert_eq!(sent.state, OutboxState::Sent);
     assert_eq!(sent.sent_at, Some(t(15)));
     assert!(sent.body.is_empty());
@@ -314,29 +314,29 @@ async fn sent_erases_the_body_once(fx: Fixture) {
     // Only once; another tenant's id or an unknown id changes nothing.
     assert!(!fx
         .store
-        .mark_outbox_sent(&tid("t1"), "m1", t(16))
+        .mark_outbox_sent(&tid("t1"), &mid("m1"), t(16))
         .await
         .unwrap());
     assert!(!fx
         .store
-        .mark_outbox_sent(&tid("t2"), "m2", t(16))
+        .mark_outbox_sent(&tid("t2"), &mid("m2"), t(16))
         .await
         .unwrap());
     assert!(!fx
         .store
-        .mark_outbox_sent(&tid("t1"), "nope", t(16))
+        .mark_outbox_sent(&tid("t1"), &mid("nope"), t(16))
         .await
         .unwrap());
     assert_eq!(
         fx.store
-            .outbox_message("m1")
+            .outbox_message(&mid("m1"))
             .await
             .unwrap()
             .unwrap()
             .sent_at,
         Some(t(15))
     );
-    let other = fx.store.outbox_message("m2").await.unwrap().unwrap();
+    let other = fx.store.outbox_message(&mid("m2")).await.unwrap().unwrap();
     assert_eq!(other.state, OutboxState::Pending);
     assert_eq!(other.body, vec![1, 2, 3, 0, 255]);
 }
@@ -356,10 +356,10 @@ async fn reschedule_and_park_only_touch_pending_messages(fx: Fixture) {
 
     assert!(fx
         .store
-        .reschedule_outbox(&tid("t1"), "m1", t(30), "smtp: connection refused")
+        .reschedule_outbox(&tid("t1"), &mid("m1"), t(30), "smtp: connection refused")
         .await
         .unwrap());
-    let m1 = fx.store.outbox_message("m1").await.unwrap().unwrap();
+    let m1 = fx.store.outbox_message(&mid("m1")).await.unwrap().unwrap();
     assert_eq!(m1.state, OutboxState::Pending);
     assert_eq!(m1.next_attempt_at, t(30), "the backoff replaces the lease");
     assert_eq!(m1.last_error.as_deref(), Some("smtp: connection refused"));
@@ -381,41 +381,41 @@ async fn reschedule_and_park_only_touch_pending_messages(fx: Fixture) {
 
     assert!(fx
         .store
-        .park_outbox_failed(&tid("t1"), "m2", "smtp: 550 no such user")
+        .park_outbox_failed(&tid("t1"), &mid("m2"), "smtp: 550 no such user")
         .await
         .unwrap());
-    let m2 = fx.store.outbox_message("m2").await.unwrap().unwrap();
+    let m2 = fx.store.outbox_message(&mid("m2")).await.unwrap().unwrap();
     assert_eq!(m2.state, OutboxState::Failed);
     assert_eq!(m2.last_error.as_deref(), Some("smtp: 550 no such user"));
     assert_eq!(m2.body, vec![1, 2, 3, 0, 255], "kept for an admin retry");
     // A failed (or sent) message is neither rescheduled nor parked again, nor claimed.
     assert!(!fx
         .store
-        .reschedule_outbox(&tid("t1"), "m2", t(40), "x")
+        .reschedule_outbox(&tid("t1"), &mid("m2"), t(40), "x")
         .await
         .unwrap());
     assert!(!fx
         .store
-        .park_outbox_failed(&tid("t1"), "m2", "y")
+        .park_outbox_failed(&tid("t1"), &mid("m2"), "y")
         .await
         .unwrap());
     assert!(!fx
         .store
-        .park_outbox_failed(&tid("t2"), "m1", "other tenant")
+        .park_outbox_failed(&tid("t2"), &mid("m1"), "other tenant")
         .await
         .unwrap());
     fx.store
-        .mark_outbox_sent(&tid("t1"), "m1", t(31))
+        .mark_outbox_sent(&tid("t1"), &mid("m1"), t(31))
         .await
         .unwrap();
     assert!(!fx
         .store
-        .reschedule_outbox(&tid("t1"), "m1", t(40), "x")
+        .reschedule_outbox(&tid("t1"), &mid("m1"), t(40), "x")
         .await
         .unwrap());
     assert!(!fx
         .store
-        .park_outbox_failed(&tid("t1"), "m1", "x")
+        .park_outbox_failed(&tid("t1"), &mid("m1"), "x")
         .await
         .unwrap());
     assert_eq!(
@@ -443,12 +443,25 @@ async fn retry_by_id_brings_a_failed_message_back(fx: Fixture) {
     let before = fx.snapshot().await;
 
     // Only failed messages can be retried.
-    assert!(!fx.store.retry_outbox("m-pending", t(50)).await.unwrap());
-    assert!(!fx.store.retry_outbox("unknown", t(50)).await.unwrap());
+    assert!(!fx
+        .store
+        .retry_outbox(&mid("m-pending"), t(50))
+        .await
+        .unwrap());
+    assert!(!fx.store.retry_outbox(&mid("unknown"), t(50)).await.unwrap());
     assert_eq!(fx.snapshot().await, before);
 
-    assert!(fx.store.retry_outbox("m-parked", t(50)).await.unwrap());
-    let m = fx.store.outbox_message("m-parked").await.unwrap().unwrap();
+    assert!(fx
+        .store
+        .retry_outbox(&mid("m-parked"), t(50))
+        .await
+        .unwrap());
+    let m = fx
+        .store
+        .outbox_message(&mid("m-parked"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m.state, OutboxState::Pending);
     assert_eq!(m.attempts, 0);
     assert_eq!(m.next_attempt_at, t(50));
@@ -456,7 +469,10 @@ async fn retry_by_id_brings_a_failed_message_back(fx: Fixture) {
     assert_eq!(m.tenant_id, tid("t2"));
     assert_eq!(m.body, vec![1, 2, 3, 0, 255]);
     assert!(
-        !fx.store.retry_outbox("m-parked", t(51)).await.unwrap(),
+        !fx.store
+            .retry_outbox(&mid("m-parked"), t(51))
+            .await
+            .unwrap(),
         "already pending"
     );
 
@@ -469,21 +485,28 @@ async fn retry_by_id_brings_a_failed_message_back(fx: Fixture) {
     assert_eq!(claimed[0].attempts, 1);
     // A sent message has no body left to send: no retry.
     fx.store
-        .mark_outbox_sent(&tid("t2"), "m-parked", t(60))
+        .mark_outbox_sent(&tid("t2"), &mid("m-parked"), t(60))
         .await
         .unwrap();
-    assert!(!fx.store.retry_outbox("m-parked", t(61)).await.unwrap());
+    assert!(!fx
+        .store
+        .retry_outbox(&mid("m-parked"), t(61))
+        .await
+        .unwrap());
 }
 
 async fn lookup_by_id(fx: Fixture) {
     seed(&fx).await;
     let queued = msg("t2", "u3", "m7", 10);
     queue(&fx, vec![queued.clone()]).await;
-    assert_eq!(fx.store.outbox_message("m7").await.unwrap(), Some(queued));
-    assert_eq!(fx.store.outbox_message("m8").await.unwrap(), None);
+    assert_eq!(
+        fx.store.outbox_message(&mid("m7")).await.unwrap(),
+        Some(queued)
+    );
+    assert_eq!(fx.store.outbox_message(&mid("m8")).await.unwrap(), None);
     assert_eq!(
         fx.store
-            .outbox_message("m7")
+            .outbox_message(&mid("m7"))
             .await
             .unwrap()
             .unwrap()
@@ -512,15 +535,20 @@ async fn failed_bodies_are_erased_once_their_code_expired(fx: Fixture) {
     )
     .await;
     for id in ["f100", "f200", "notice"] {
-        let claimed = fx.store.outbox_message(id).await.unwrap().unwrap();
+        let claimed = fx.store.outbox_message(&mid(id)).await.unwrap().unwrap();
         assert!(!claimed.body.is_empty());
         assert!(fx
             .store
-            .park_outbox_failed(&tid("t1"), id, "gave up")
+            .park_outbox_failed(&tid("t1"), &mid(id), "gave up")
             .await
             .unwrap());
     }
-    let stored = fx.store.outbox_message("f200").await.unwrap().unwrap();
+    let stored = fx
+        .store
+        .outbox_message(&mid("f200"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.body_expires_at, Some(t(200)));
 
     assert_eq!(
@@ -533,7 +561,7 @@ async fn failed_bodies_are_erased_once_their_code_expired(fx: Fixture) {
     );
     let body = |id: &'static str| {
         let store = fx.store.clone();
-        async move { store.outbox_message(id).await.unwrap().unwrap() }
+        async move { store.outbox_message(&mid(id)).await.unwrap().unwrap() }
     };
     let erased = body("f100").await;
     assert!(erased.body.is_empty());

@@ -39,11 +39,11 @@ pub async fn retry(rekey: &Rekey, out: &Output, id: &str) -> anyhow::Result<()> 
         .map_err(core_err)?
     {
         Retried::Requeued { id } => {
-            out.print(&id, json!({ "id": id, "state": "pending" }));
+            out.print(id.as_str(), json!({ "id": id, "state": "pending" }));
         }
         Retried::Reissued { id: new } => {
             out.print(
-                &new,
+                new.as_str(),
                 json!({ "id": new, "state": "pending", "reissued_from": id }),
             );
         }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::{TenantId, UserId};
+use crate::domain::ids::{CodeId, TenantId, UserId};
 use crate::domain::{NewEvent, OutboxMessage, User, UserState};
 
 /// A fixed-window rate-limit counter hit. The key is built from the input (never from whether
@@ -40,7 +40,7 @@ impl RateLimitHit {
 /// A new reset code to insert (after voiding the user's pending ones).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewResetCode {
-    pub id: String,
+    pub id: CodeId,
     pub key_id: String,
     pub mac: Vec<u8>,
     pub kind: crate::domain::CodeKind,
@@ -77,7 +77,7 @@ pub struct UserChange {
     pub require_state: Vec<UserState>,
     pub rate_limit: Option<RateLimitHit>,
     /// Code id that must still be pending; marked used, else `StoreError::CodeGone`.
-    pub consume_code: Option<String>,
+    pub consume_code: Option<CodeId>,
     pub void_pending_codes: bool,
     pub new_code: Option<NewResetCode>,
     pub set_password: Option<PasswordChange>,

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::{TenantId, UserId};
+use crate::domain::ids::{CodeId, MessageId, TenantId, UserId};
 use crate::domain::{
     ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord,
     Tenant, TenantSettings, User, UserState,
@@ -53,10 +53,10 @@ impl From<StoreError> for Error {
                 "REKEY-Dup01",
                 format!("The {what} is already taken"),
             ),
-            StoreError::NotFound => Error::user_not_found_v2(),
+            StoreError::NotFound => Error::user_not_found(),
             StoreError::CodeGone => Error::code_not_found(),
             StoreError::StateConflict(UserState::Locked) => Error::user_locked(),
-            StoreError::StateConflict(UserState::Deleted) => Error::user_not_found_v2(),
+            StoreError::StateConflict(UserState::Deleted) => Error::user_not_found(),
             StoreError::StateConflict(_) => Error::user_inactive(),
             StoreError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),
             StoreError::Corrupt(what) => {
@@ -140,7 +140,7 @@ pub trait CodeStore: Send + Sync {
         &self,
         tenant: &TenantId,
         user: &UserId,
-        code_id: &str,
+        code_id: &CodeId,
         max_attempts: u32,
     ) -> Result<AttemptReservation, StoreError>;
     /// Gives back an attempt reserved by a submission whose code matched but whose password
@@ -149,7 +149,7 @@ pub trait CodeStore: Send + Sync {
         &self,
         tenant: &TenantId,
         user: &UserId,
-        code_id: &str,
+        code_id: &CodeId,
     ) -> Result<(), StoreError>;
 }
 
@@ -181,7 +181,7 @@ pub trait OutboxStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     /// The outbox message with this id (any tenant, any state).
-    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
+    async fn outbox_message(&self, id: &MessageId) -> Result<Option<OutboxMessage>, StoreError>;
 
     // --- delivery (the outbox worker) ---
     /// Claims up to `limit` due messages (`pending`, `next_attempt_at <= now`) on one of
@@ -202,7 +202,7 @@ pub trait OutboxStore: Send + Sync {
     async fn mark_outbox_sent(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Leaves a pending message pending for another attempt at `next_attempt_at`, recording
@@ -211,7 +211,7 @@ pub trait OutboxStore: Send + Sync {
     async fn reschedule_outbox(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError>;
@@ -222,7 +222,7 @@ pub trait OutboxStore: Send + Sync {
     async fn park_outbox_failed(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &MessageId,
         error: &str,
     ) -> Result<bool, StoreError>;
     /// Erases the sealed body of every failed message whose code expired at or before `now`;
@@ -230,7 +230,7 @@ pub trait OutboxStore: Send + Sync {
     async fn erase_expired_failed_bodies(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// An admin's retry of a failed message, by id alone: back to `pending`, due at `now`,
     /// attempts 0, error cleared. `false` when no failed message has this id.
-    async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn retry_outbox(&self, id: &MessageId, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// The whole storage port: what the flows are given. Implemented for every type that
