@@ -98,15 +98,8 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_write_load_is_consistent_and_restores() {
     let install = Install::new(DbKind::Sqlite).await;
-    install.run(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-    let token = install.stdout(&[
-        "token",
-        "create",
-        "--role",
-        "tenant-admin",
-        "--tenant",
-        "example",
-    ]);
+    install.add_tenant("Example", "example");
+    let token = install.admin_token("example");
     let server = install.serve();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -91,7 +91,7 @@ impl World {
         ] {
             install.set_env(key, value);
         }
-        install.stdout(&["tenant", "add", "--name", "Acme Widgets", "--cname", "acme"]);
+        install.add_tenant("Acme Widgets", "acme");
         install.run(&[
             "tenant",
             "set",
@@ -104,37 +104,16 @@ impl World {
             .copied()
             .chain([("cors", "en"), ("forgot", "en")])
         {
-            let id = install.stdout(&[
-                "user",
-                "add",
-                "--tenant",
+            let id = install.add_user(
                 "acme",
-                "--email",
                 &email(scenario),
-                "--language",
-                language,
-                "--password",
-                OLD_PASSWORD,
-            ]);
+                &["--language", language, "--password", OLD_PASSWORD],
+            );
             users.insert(scenario.to_owned(), id);
         }
-        let onboarding = install.stdout(&[
-            "user",
-            "add",
-            "--tenant",
-            "acme",
-            "--email",
-            &email("onboarding"),
-        ]);
+        let onboarding = install.add_user("acme", &email("onboarding"), &[]);
         users.insert("onboarding".to_owned(), onboarding);
-        let admin = install.stdout(&[
-            "token",
-            "create",
-            "--role",
-            "tenant-admin",
-            "--tenant",
-            "acme",
-        ]);
+        let admin = install.admin_token("acme");
         let server = install.serve();
         World {
             install,

@@ -20,14 +20,7 @@ async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> (u16,
 /// The README walk-through: from nothing to a working reset with the binary alone.
 async fn walkthrough(kind: DbKind) {
     let install = Install::new(kind).await;
-    let tenant = install.stdout(&[
-        "tenant",
-        "add",
-        "--name",
-        "Example Corp",
-        "--cname",
-        "example-corp",
-    ]);
+    let tenant = install.add_tenant("Example Corp", "example-corp");
     assert!(tenant.chars().all(|c| c.is_ascii_digit()), "{tenant}");
     install.run(&[
         "tenant",
@@ -41,28 +34,19 @@ async fn walkthrough(kind: DbKind) {
     assert_eq!(shown["settings"]["code_length"], 10);
     assert_eq!(shown["cname"], "example-corp");
 
-    let user = install.stdout(&[
-        "user",
-        "add",
-        "--tenant",
+    let user = install.add_user(
         "example-corp",
-        "--email",
         "hello@example.com",
-        "--first-name",
-        "Hello",
-        "--last-name",
-        "World",
-        "--password",
-        PASSWORD,
-    ]);
-    let token = install.stdout(&[
-        "token",
-        "create",
-        "--role",
-        "tenant-admin",
-        "--tenant",
-        "example-corp",
-    ]);
+        &[
+            "--first-name",
+            "Hello",
+            "--last-name",
+            "World",
+            "--password",
+            PASSWORD,
+        ],
+    );
+    let token = install.admin_token("example-corp");
     assert!(token.starts_with("rk_") && token.len() >= 43, "{token}");
 
     let server = install.serve();
@@ -297,7 +281,7 @@ rekey_testkit::both_dbs!(configuration_layers_and_cli_errors);
 /// anything else is refused and leaves the settings as they were.
 async fn tenant_ui_login_url(kind: DbKind) {
     let install = Install::new(kind).await;
-    install.stdout(&["tenant", "add", "--name", "L", "--cname", "login-corp"]);
+    install.add_tenant("L", "login-corp");
     install.run(&[
         "tenant",
         "set",

@@ -63,35 +63,15 @@ struct World {
 impl World {
     async fn new(kind: DbKind) -> Self {
         let install = Install::new(kind).await;
-        let org_id = install.stdout(&["tenant", "add", "--name", "Acme", "--cname", "acme"]);
-        let other_org_id =
-            install.stdout(&["tenant", "add", "--name", "Other", "--cname", "other-org"]);
-        let other_user_id = install.stdout(&[
-            "user",
-            "add",
-            "--tenant",
+        let org_id = install.add_tenant("Acme", "acme");
+        let other_org_id = install.add_tenant("Other", "other-org");
+        let other_user_id = install.add_user(
             "other-org",
-            "--email",
             "someone@other.example",
-            "--password",
-            PASSWORD,
-        ]);
-        let fallback_user_id = install.stdout(&[
-            "user",
-            "add",
-            "--tenant",
-            "acme",
-            "--email",
-            "fallback@acme.example",
-        ]);
-        let admin_token = install.stdout(&[
-            "token",
-            "create",
-            "--role",
-            "tenant-admin",
-            "--tenant",
-            "acme",
-        ]);
+            &["--password", PASSWORD],
+        );
+        let fallback_user_id = install.add_user("acme", "fallback@acme.example", &[]);
+        let admin_token = install.admin_token("acme");
         let system_token = install.stdout(&["token", "create", "--role", "system"]);
         let server = install.serve();
         World {

@@ -15,24 +15,6 @@ use crate::harness::{DbKind, Install, Server};
 
 const PREFIX: &str = "/api/v1/api/production/us-east-1/namespaces/default";
 
-/// Delivery settings short enough for tests.
-fn with_smtp(install: &mut Install, port: u16) {
-    for (k, v) in [
-        ("REKEY_SMTP__HOST", "127.0.0.1".to_owned()),
-        ("REKEY_SMTP__PORT", port.to_string()),
-        ("REKEY_SMTP__TLS", "none".to_owned()),
-        ("REKEY_SMTP__FROM", "rekey@example.test".to_owned()),
-        ("REKEY_SMTP__FROM_NAME", "Example Corp".to_owned()),
-        ("REKEY_OUTBOX__POLL_MS", "50".to_owned()),
-        ("REKEY_OUTBOX__BACKOFF_MS", "100".to_owned()),
-        ("REKEY_OUTBOX__LEASE_MS", "1500".to_owned()),
-        ("REKEY_UNAUTH_DEADLINE_MS", "100".to_owned()),
-        ("REKEY_LIMITS__MESSAGES_PER_USER_PER_HOUR", "50".to_owned()),
-    ] {
-        install.set_env(k, v);
-    }
-}
-
 /// Runs a seed's curl line; returns the JSON body it printed.
 fn curl(args: &[&str]) -> Value {
     let out = Command::new("curl")
@@ -85,30 +67,21 @@ async fn set_password(server: &Server, user: &str, code: &str, password: &str) -
 async fn seed_curl_lines_deliver_working_links(kind: DbKind) {
     let sink = SmtpSink::start();
     let mut install = Install::new(kind).await;
-    with_smtp(&mut install, sink.port);
-    let tenant = install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-    let user = install.stdout(&[
-        "user",
-        "add",
-        "--tenant",
+    install.with_smtp(sink.port);
+    let tenant = install.add_tenant("Example", "example");
+    let user = install.add_user(
         "example",
-        "--email",
         "hello@example.com",
-        "--first-name",
-        "Hello",
-        "--last-name",
-        "World",
-        "--password",
-        "Correct-Horse-Battery-9",
-    ]);
-    let admin = install.stdout(&[
-        "token",
-        "create",
-        "--role",
-        "tenant-admin",
-        "--tenant",
-        "example",
-    ]);
+        &[
+            "--first-name",
+            "Hello",
+            "--last-name",
+            "World",
+            "--password",
+            "Correct-Horse-Battery-9",
+        ],
+    );
+    let admin = install.admin_token("example");
     let system = install.stdout(&["token", "create", "--role", "system"]);
     let server = install.serve();
     let b = &server.base;
@@ -272,24 +245,10 @@ async fn seed_curl_lines_deliver_working_links(kind: DbKind) {
 async fn smtp_outage_is_retried(kind: DbKind) {
     let port = free_port();
     let mut install = Install::new(kind).await;
-    with_smtp(&mut install, port);
-    install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-    install.stdout(&[
-        "user",
-        "add",
-        "--tenant",
-        "example",
-        "--email",
-        "hello@example.com",
-    ]);
-    let admin = install.stdout(&[
-        "token",
-        "create",
-        "--role",
-        "tenant-admin",
-        "--tenant",
-        "example",
-    ]);
+    install.with_smtp(port);
+    install.add_tenant("Example", "example");
+    install.add_user("example", "hello@example.com", &[]);
+    let admin = install.admin_token("example");
     let server = install.serve();
     let answer = curl(&[
         "--request",
@@ -328,19 +287,12 @@ async fn smtp_outage_is_retried(kind: DbKind) {
 async fn kill_dash_9_loses_nothing(kind: DbKind) {
     let port = free_port();
     let mut install = Install::new(kind).await;
-    with_smtp(&mut install, port);
-    install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-    let admin = install.stdout(&[
-        "token",
-        "create",
-        "--role",
-        "tenant-admin",
-        "--tenant",
-        "example",
-    ]);
+    install.with_smtp(port);
+    install.add_tenant("Example", "example");
+    let admin = install.admin_token("example");
     let emails = ["a@example.com", "b@example.com", "c@example.com"];
     for email in emails {
-        install.stdout(&["user", "add", "--tenant", "example", "--email", email]);
+        install.add_user("example", email, &[]);
     }
     let server = install.serve();
     for email in emails {
@@ -439,7 +391,7 @@ async fn sms_codes_reach_webhook_and_twilio(kind: DbKind) {
     for provider in ["webhook", "twilio"] {
         let gateway = receiver().await;
         let mut install = Install::new(kind).await;
-        with_smtp(&mut install, free_port());
+        install.with_smtp(free_port());
         if provider == "webhook" {
             install.set_env("REKEY_SMS__WEBHOOK_URL", format!("{}/sms", gateway.base));
             install.set_env("REKEY_SMS__WEBHOOK_SECRET", "webhook-secret");
@@ -449,27 +401,18 @@ async fn sms_codes_reach_webhook_and_twilio(kind: DbKind) {
             install.set_env("REKEY_SMS__TWILIO_AUTH_TOKEN", "twilio-token");
             install.set_env("REKEY_SMS__TWILIO_FROM", "+15005550006");
         }
-        let tenant = install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-        let user = install.stdout(&[
-            "user",
-            "add",
-            "--tenant",
+        let tenant = install.add_tenant("Example", "example");
+        let user = install.add_user(
             "example",
-            "--email",
             "hello@example.com",
-            "--phone",
-            "+41791234567",
-            "--password",
-            "Correct-Horse-Battery-9",
-        ]);
-        let admin = install.stdout(&[
-            "token",
-            "create",
-            "--role",
-            "tenant-admin",
-            "--tenant",
-            "example",
-        ]);
+            &[
+                "--phone",
+                "+41791234567",
+                "--password",
+                "Correct-Horse-Battery-9",
+            ],
+        );
+        let admin = install.admin_token("example");
         let server = install.serve();
         let (url, body) = if provider == "webhook" {
             (

@@ -63,29 +63,20 @@ async fn a_reset_link_arrives_as_an_eml_file() {
     install.set_env("REKEY_SMTP__HOST", "127.0.0.1");
     install.set_env("REKEY_SMTP__PORT", "1");
     install.set_env("REKEY_OUTBOX__POLL_MS", "50");
-    install.run(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-    let user = install.stdout(&[
-        "user",
-        "add",
-        "--tenant",
+    install.add_tenant("Example", "example");
+    let user = install.add_user(
         "example",
-        "--email",
         "hello@example.com",
-        "--first-name",
-        "Hello",
-        "--last-name",
-        "World",
-        "--password",
-        PASSWORD,
-    ]);
-    let token = install.stdout(&[
-        "token",
-        "create",
-        "--role",
-        "tenant-admin",
-        "--tenant",
-        "example",
-    ]);
+        &[
+            "--first-name",
+            "Hello",
+            "--last-name",
+            "World",
+            "--password",
+            PASSWORD,
+        ],
+    );
+    let token = install.admin_token("example");
     let server = install.serve();
     let client = reqwest::Client::new();
 

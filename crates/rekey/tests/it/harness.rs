@@ -91,6 +91,50 @@ impl Install {
     pub fn data_path(&self) -> &Path {
         self.data_dir.path()
     }
+
+    /// `rekey tenant add` → the tenant id.
+    pub fn add_tenant(&self, name: &str, cname: &str) -> String {
+        self.stdout(&["tenant", "add", "--name", name, "--cname", cname])
+    }
+
+    /// `rekey user add --tenant T --email E`, then `extra` (`--password`, names, …) → the
+    /// user id.
+    pub fn add_user(&self, tenant: &str, email: &str, extra: &[&str]) -> String {
+        let mut args = vec!["user", "add", "--tenant", tenant, "--email", email];
+        args.extend_from_slice(extra);
+        self.stdout(&args)
+    }
+
+    /// A new tenant-admin token of `tenant`.
+    pub fn admin_token(&self, tenant: &str) -> String {
+        self.stdout(&[
+            "token",
+            "create",
+            "--role",
+            "tenant-admin",
+            "--tenant",
+            tenant,
+        ])
+    }
+
+    /// Email through the plain SMTP server on `port`, with delivery timings short enough for
+    /// tests; a later [`Self::set_env`] of the same key wins.
+    pub fn with_smtp(&mut self, port: u16) {
+        for (k, v) in [
+            ("REKEY_SMTP__HOST", "127.0.0.1".to_owned()),
+            ("REKEY_SMTP__PORT", port.to_string()),
+            ("REKEY_SMTP__TLS", "none".to_owned()),
+            ("REKEY_SMTP__FROM", "rekey@example.test".to_owned()),
+            ("REKEY_SMTP__FROM_NAME", "Example Corp".to_owned()),
+            ("REKEY_OUTBOX__POLL_MS", "50".to_owned()),
+            ("REKEY_OUTBOX__BACKOFF_MS", "100".to_owned()),
+            ("REKEY_OUTBOX__LEASE_MS", "1500".to_owned()),
+            ("REKEY_UNAUTH_DEADLINE_MS", "100".to_owned()),
+            ("REKEY_LIMITS__MESSAGES_PER_USER_PER_HOUR", "50".to_owned()),
+        ] {
+            self.set_env(k, v);
+        }
+    }
 }
 
 pub struct Server {

@@ -74,32 +74,17 @@ fn code_in(mail: &Received) -> String {
 async fn rotation_while_serving() {
     let smtp_port = free_port();
     let mut install = Install::new(DbKind::Sqlite).await;
+    install.with_smtp(smtp_port);
     for (k, v) in [
-        ("REKEY_SMTP__HOST", "127.0.0.1".to_owned()),
-        ("REKEY_SMTP__PORT", smtp_port.to_string()),
-        ("REKEY_SMTP__TLS", "none".to_owned()),
-        ("REKEY_SMTP__FROM", "rekey@example.test".to_owned()),
-        ("REKEY_OUTBOX__POLL_MS", "50".to_owned()),
-        ("REKEY_OUTBOX__BACKOFF_MS", "20".to_owned()),
-        ("REKEY_OUTBOX__MAX_ATTEMPTS", "40".to_owned()),
-        ("REKEY_LIMITS__MESSAGES_PER_USER_PER_HOUR", "100".to_owned()),
-        ("REKEY_KEYS__RELOAD_MS", "200".to_owned()),
+        ("REKEY_OUTBOX__BACKOFF_MS", "20"),
+        ("REKEY_OUTBOX__MAX_ATTEMPTS", "40"),
+        ("REKEY_LIMITS__MESSAGES_PER_USER_PER_HOUR", "100"),
+        ("REKEY_KEYS__RELOAD_MS", "200"),
     ] {
         install.set_env(k, v);
     }
-    install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-    let user = |email: &str| {
-        install.stdout(&[
-            "user",
-            "add",
-            "--tenant",
-            "example",
-            "--email",
-            email,
-            "--password",
-            PASSWORD,
-        ])
-    };
+    install.add_tenant("Example", "example");
+    let user = |email: &str| install.add_user("example", email, &["--password", PASSWORD]);
     // One user per purpose: a new code for a user voids that user's pending one.
     let (early_code, early_mail, probe, late_mail) = (
         user("early-code@example.com"),
@@ -356,15 +341,8 @@ async fn configured_rings_are_answered_not_rotated() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key ring"));
 
     // And a server configured with it signs new codes with the new key.
-    install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-    let user = install.stdout(&[
-        "user",
-        "add",
-        "--tenant",
-        "example",
-        "--email",
-        "hello@example.com",
-    ]);
+    install.add_tenant("Example", "example");
+    let user = install.add_user("example", "hello@example.com", &[]);
     let system = install.stdout(&["token", "create", "--role", "system"]);
     let server = install.serve();
     let answer = post_json(

@@ -66,22 +66,17 @@ async fn the_served_document_is_valid_and_the_service_conforms_to_it() {
     let validator = tool("openapi-spec-validator");
     let schemathesis = tool("schemathesis");
     let install = Install::new(DbKind::Sqlite).await;
-    install.stdout(&["tenant", "add", "--name", "Acme", "--cname", "acme"]);
+    install.add_tenant("Acme", "acme");
     // Real users, so generated calls also reach the operations past "user not found" (and
     // their successful answers are checked against the document).
     let users: Vec<String> = ["ada", "bob", "cy"]
         .iter()
         .map(|name| {
-            install.stdout(&[
-                "user",
-                "add",
-                "--tenant",
+            install.add_user(
                 "acme",
-                "--email",
                 &format!("{name}@acme.example"),
-                "--password",
-                "Correct-Horse-Battery-9",
-            ])
+                &["--password", "Correct-Horse-Battery-9"],
+            )
         })
         .collect();
     let token = install.stdout(&["token", "create", "--role", "system"]);

@@ -41,23 +41,9 @@ struct BehindProxy {
 async fn behind_proxy(delay: Duration) -> BehindProxy {
     let mut install = Install::new(DbKind::Postgres).await;
     install.set_env("RUST_LOG", "info");
-    install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
-    let user = install.stdout(&[
-        "user",
-        "add",
-        "--tenant",
-        "example",
-        "--email",
-        "hello@example.com",
-    ]);
-    let admin = install.stdout(&[
-        "token",
-        "create",
-        "--role",
-        "tenant-admin",
-        "--tenant",
-        "example",
-    ]);
+    install.add_tenant("Example", "example");
+    let user = install.add_user("example", "hello@example.com", &[]);
+    let admin = install.admin_token("example");
     let mut url = url::Url::parse(install.db.url()).unwrap();
     let target = tokio::net::lookup_host(format!(
         "{}:{}",

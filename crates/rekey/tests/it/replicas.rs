@@ -114,29 +114,17 @@ async fn two_replicas_share_codes_limits_and_the_outbox() {
     ] {
         install.set_env(key, value);
     }
-    install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
+    install.add_tenant("Example", "example");
     let users: Vec<String> = (0..USERS)
         .map(|n| {
-            install.stdout(&[
-                "user",
-                "add",
-                "--tenant",
+            install.add_user(
                 "example",
-                "--email",
                 &format!("user{n}@example.com"),
-                "--password",
-                "Correct-Horse-Battery-9",
-            ])
+                &["--password", "Correct-Horse-Battery-9"],
+            )
         })
         .collect();
-    let admin = install.stdout(&[
-        "token",
-        "create",
-        "--role",
-        "tenant-admin",
-        "--tenant",
-        "example",
-    ]);
+    let admin = install.admin_token("example");
     let a = install.serve();
     let b = install.serve();
     assert_ne!(a.base, b.base);
