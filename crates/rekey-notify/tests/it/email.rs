@@ -86,24 +86,27 @@ async fn the_mail_arrives_with_headers_both_parts_and_a_stable_message_id() {
 
 #[tokio::test]
 async fn one_pooled_connection_has_no_delayed_ack_stall() {
-    // With the body and the end-of-data marker in separate writes and Nagle on, each message
-    // waits ~40 ms for the server's delayed ACK (~1.2 s for 30); with TCP_NODELAY it is a few ms.
+    // With the body and the end-of-data marker in separate writes and Nagle on, every message
+    // waits ~40 ms for the server's delayed ACK (Linux's minimum delayed-ACK timer); with
+    // TCP_NODELAY it takes a few ms. The stall is a floor under *every* message, so the fastest
+    // of 30 tells it apart even on a loaded machine, where the total time says little.
     let sink = SmtpSink::start();
     let mut config = config(sink.port, SmtpTls::None);
     config.max_connections = 1;
     let email = email_with(config);
     let fixture = Fixture::new("warm", Channel::Email, "ada@example.com");
     email.send(fixture.outgoing()).await.unwrap(); // connect outside the timing
-    let started = Instant::now();
+    let mut fastest = Duration::MAX;
     for i in 0..30 {
         let fixture = Fixture::new(&format!("m{i}"), Channel::Email, "ada@example.com");
+        let started = Instant::now();
         email.send(fixture.outgoing()).await.unwrap();
+        fastest = fastest.min(started.elapsed());
     }
-    let elapsed = started.elapsed();
     assert_eq!(sink.wait_for(31).await.len(), 31);
     assert!(
-        elapsed < Duration::from_millis(600),
-        "30 messages on one connection took {elapsed:?}: the delayed-ACK stall is back"
+        fastest < Duration::from_millis(25),
+        "the fastest of 30 messages on one connection took {fastest:?}: the delayed-ACK stall is back"
     );
 }
 
