@@ -835,6 +835,105 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn maintenance_deletes_finished_messages_and_events_past_their_retention() {
+        let s = setup().await;
+        let worker = s.worker(WorkerConfig::default(), false);
+        let tenant = TenantId::parse("t1").unwrap();
+        s.queue(Channel::Email, &["m-sent", "m-failed", "m-pending"])
+            .await;
+        let now = s.clock.now();
+        assert!(s
+            .store
+            .mark_outbox_sent(&tenant, &fixtures::message_id("m-sent"), now)
+            .await
+            .unwrap());
+        assert!(s
+            .store
+            .park_outbox_failed(&tenant, &fixtures::message_id("m-failed"), "gave up")
+            .await
+            .unwrap());
+        let events = s.store.events(&Default::default()).await.unwrap().len();
+        assert_eq!(events, 3, "tenant, user, queue");
+
+        // 30 days on: nothing is past its window yet.
+        s.clock.advance(chrono::Duration::days(30));
+        worker.maintain().await;
+        assert_eq!(s.store.outbox_messages(None, 0).await.unwrap().len(), 3);
+        // A moment later the sent and failed messages go; the pending one stays.
+        s.clock.advance(chrono::Duration::seconds(1));
+        worker.maintain().await;
+        let left = s.store.outbox_messages(None, 0).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id.as_str(), "m-pending");
+        assert_eq!(s.store.events(&Default::default()).await.unwrap().len(), 3);
+
+        // A year on, the events go too; with both windows 0 nothing would have.
+        s.clock.advance(chrono::Duration::days(336));
+        let keep = s.worker(
+            WorkerConfig {
+                retention: Retention {
+                    events_days: 0,
+                    outbox_days: 0,
+                },
+                ..WorkerConfig::default()
+            },
+            false,
+        );
+        keep.maintain().await;
+        assert_eq!(s.store.events(&Default::default()).await.unwrap().len(), 3);
+        worker.maintain().await;
+        assert!(s
+            .store
+            .events(&Default::default())
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.store.outbox_messages(None, 0).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_in_bounded_batches() {
+        use std::sync::atomic::AtomicU64;
+        // A big backlog: full batches until the round's cap; the rest waits for the next round.
+        let calls = AtomicU64::new(0);
+        let full = batches(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(u64::from(RETENTION_BATCH))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            u64::from(RETENTION_BATCHES_PER_ROUND)
+        );
+        assert_eq!(
+            full,
+            u64::from(RETENTION_BATCH * RETENTION_BATCHES_PER_ROUND)
+        );
+        // A short batch ends the round.
+        let left = AtomicU64::new(1_234);
+        let done = batches(|| async {
+            let n = left.load(Ordering::SeqCst).min(u64::from(RETENTION_BATCH));
+            left.fetch_sub(n, Ordering::SeqCst);
+            Ok(n)
+        })
+        .await
+        .unwrap();
+        assert_eq!((done, left.load(Ordering::SeqCst)), (1_234, 0));
+        // An error stops it, with what was deleted before.
+        let calls = AtomicU64::new(0);
+        let failed = batches(|| async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Ok(u64::from(RETENTION_BATCH))
+            } else {
+                Err(StoreError::Unavailable)
+            }
+        })
+        .await;
+        assert!(matches!(failed, Err((500, StoreError::Unavailable))));
+    }
+
+    #[tokio::test]
     async fn a_due_message_is_rendered_sent_and_erased() {
         let s = setup().await;
         s.queue(Channel::Email, &["m1"]).await;
