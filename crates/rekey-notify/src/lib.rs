@@ -20,7 +20,7 @@ use rekey_core::domain::MessagePayload;
 use rekey_core::domain::OutboxMessage;
 
 pub use templates::{Rendered, Templates};
-pub use worker::{Transports, Worker, WorkerConfig, WorkerStore};
+pub use worker::{Retention, Transports, Worker, WorkerConfig, WorkerStore};
 
 /// One message ready to go out on its channel.
 #[derive(Debug, Clone, Copy)]

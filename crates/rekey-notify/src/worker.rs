@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use rekey_core::crypto::Sealer;
 use rekey_core::domain::MessagePayload;
 use rekey_core::domain::{Channel, MessageId, OutboxMessage};
-use rekey_core::ports::store::{OutboxStore, RateLimitStore, Store, StoreError};
+use rekey_core::ports::store::{AuditLog, OutboxStore, RateLimitStore, Store, StoreError};
 use rekey_core::ports::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -55,6 +55,8 @@ pub struct WorkerConfig {
     pub backoff: Duration,
     /// Messages in flight at once (`CONCURRENCY`, 8).
     pub concurrency: usize,
+    /// How long finished messages and audit events are kept (`REKEY_RETENTION__…`).
+    pub retention: Retention,
 }
 
 impl Default for WorkerConfig {
@@ -65,9 +67,39 @@ impl Default for WorkerConfig {
             max_attempts: 8,
             backoff: Duration::from_secs(1),
             concurrency: 8,
+            retention: Retention::default(),
         }
     }
 }
+
+/// How many days the housekeeping keeps what it may delete (SPEC §12 `REKEY_RETENTION__…`):
+/// sent and failed outbox messages (never pending ones) and audit events older than this are
+/// deleted. 0 keeps them forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `EVENTS_DAYS` (365).
+    pub events_days: u32,
+    /// `OUTBOX_DAYS` (30).
+    pub outbox_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            events_days: 365,
+            outbox_days: 30,
+        }
+    }
+}
+
+/// Rows one retention delete removes: a short write transaction each, so SQLite's one writer
+/// is free between batches for the requests' writes.
+const RETENTION_BATCH: u32 = 500;
+
+/// Batches per table per housekeeping round (10 000 rows a minute): a large backlog (the first
+/// round after an upgrade, a shortened window) is worked off over several rounds instead of
+/// holding up delivery, which waits for the round.
+const RETENTION_BATCHES_PER_ROUND: u32 = 20;
 
 impl WorkerConfig {
     /// The timeout for each step of a send (connecting, then sending): a third of the lease,
@@ -110,19 +142,22 @@ pub struct Transports {
 }
 
 /// The parts of the store the worker uses, and only those: the outbox (claims, outcomes, the
-/// erasure of expired bodies) and the rate-limit counters its housekeeping purges.
+/// erasure of expired bodies), the rate-limit counters its housekeeping purges and the audit
+/// trail its retention trims.
 #[derive(Clone)]
 pub struct WorkerStore {
     pub outbox: Arc<dyn OutboxStore>,
     pub rate_limits: Arc<dyn RateLimitStore>,
+    pub audit: Arc<dyn AuditLog>,
 }
 
 impl From<Arc<dyn Store>> for WorkerStore {
-    /// Both parts of one whole store (trait upcasting).
+    /// The parts of one whole store (trait upcasting).
     fn from(store: Arc<dyn Store>) -> Self {
         Self {
             outbox: store.clone(),
-            rate_limits: store,
+            rate_limits: store.clone(),
+            audit: store,
         }
     }
 }
@@ -287,9 +322,15 @@ impl Worker {
     }
 
     /// Housekeeping that keeps the database bounded and free of dead secrets: rate-limit
-    /// counters whose window has ended are deleted, and failed messages lose their sealed body
-    /// once the code in it has expired. Failures are logged and tried again next time.
+    /// counters whose window has ended are deleted, failed messages lose their sealed body
+    /// once the code in it has expired, and sent or failed messages and audit events past
+    /// their retention are deleted, in batches. Failures are logged and tried again next time.
     pub async fn maintain(&self) {
+        self.purge_and_erase().await;
+        self.apply_retention().await;
+    }
+
+    async fn purge_and_erase(&self) {
         let store = &self.inner.store;
         let now = self.inner.clock.now();
         match store.rate_limits.purge_rate_limits(now).await {
@@ -301,6 +342,29 @@ impl Worker {
             Ok(0) => {}
             Ok(n) => tracing::debug!(erased = n, "expired bodies of failed messages erased"),
             Err(err) => tracing::warn!(error = %err, "erasing expired outbox bodies failed"),
+        }
+    }
+
+    /// Deletes what is older than the retention windows, [`RETENTION_BATCH`] rows at a time;
+    /// what is left after [`RETENTION_BATCHES_PER_ROUND`] batches waits for the next round.
+    async fn apply_retention(&self) {
+        let store = &self.inner.store;
+        let retention = self.inner.config.retention;
+        let now = self.inner.clock.now();
+        let cutoff = |days: u32| (days > 0).then(|| now - chrono::Duration::days(i64::from(days)));
+        if let Some(before) = cutoff(retention.outbox_days) {
+            let deleted = batches(|| {
+                store
+                    .outbox
+                    .delete_finished_outbox_before(before, RETENTION_BATCH)
+            })
+            .await;
+            log_retention("outbox messages", deleted);
+        }
+        if let Some(before) = cutoff(retention.events_days) {
+            let deleted =
+                batches(|| store.audit.delete_events_before(before, RETENTION_BATCH)).await;
+            log_retention("audit events", deleted);
         }
     }
 
@@ -427,6 +491,40 @@ impl Inner {
         let mut bytes = [0u8; 4];
         self.rng.fill(&mut bytes);
         f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+    }
+}
+
+/// Runs `delete` (one batch of at most [`RETENTION_BATCH`] rows) until a batch comes back
+/// short, at most [`RETENTION_BATCHES_PER_ROUND`] times, yielding between batches; how many
+/// rows went, or the error that stopped it with the count so far.
+async fn batches<F, Fut>(mut delete: F) -> Result<u64, (u64, StoreError)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
+    for _ in 0..RETENTION_BATCHES_PER_ROUND {
+        match delete().await {
+            Ok(n) => {
+                total += n;
+                if n < u64::from(RETENTION_BATCH) {
+                    break;
+                }
+            }
+            Err(err) => return Err((total, err)),
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(total)
+}
+
+fn log_retention(what: &'static str, deleted: Result<u64, (u64, StoreError)>) {
+    match deleted {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, what, "retention: old rows deleted"),
+        Err((n, err)) => {
+            tracing::warn!(deleted = n, what, error = %err, "retention: deleting old rows failed")
+        }
     }
 }
 
@@ -654,6 +752,7 @@ mod tests {
             max_attempts: 3,
             backoff: Duration::from_secs(10),
             concurrency: 4,
+            retention: Retention::default(),
         }
     }
 
@@ -733,6 +832,105 @@ mod tests {
         let parked = s.message("m1").await;
         assert!(parked.body.is_empty());
         assert_eq!(parked.state, OutboxState::Failed);
+    }
+
+    #[tokio::test]
+    async fn maintenance_deletes_finished_messages_and_events_past_their_retention() {
+        let s = setup().await;
+        let worker = s.worker(WorkerConfig::default(), false);
+        let tenant = TenantId::parse("t1").unwrap();
+        s.queue(Channel::Email, &["m-sent", "m-failed", "m-pending"])
+            .await;
+        let now = s.clock.now();
+        assert!(s
+            .store
+            .mark_outbox_sent(&tenant, &fixtures::message_id("m-sent"), now)
+            .await
+            .unwrap());
+        assert!(s
+            .store
+            .park_outbox_failed(&tenant, &fixtures::message_id("m-failed"), "gave up")
+            .await
+            .unwrap());
+        let events = s.store.events(&Default::default()).await.unwrap().len();
+        assert_eq!(events, 3, "tenant, user, queue");
+
+        // 30 days on: nothing is past its window yet.
+        s.clock.advance(chrono::Duration::days(30));
+        worker.maintain().await;
+        assert_eq!(s.store.outbox_messages(None, 0).await.unwrap().len(), 3);
+        // A moment later the sent and failed messages go; the pending one stays.
+        s.clock.advance(chrono::Duration::seconds(1));
+        worker.maintain().await;
+        let left = s.store.outbox_messages(None, 0).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id.as_str(), "m-pending");
+        assert_eq!(s.store.events(&Default::default()).await.unwrap().len(), 3);
+
+        // A year on, the events go too; with both windows 0 nothing would have.
+        s.clock.advance(chrono::Duration::days(336));
+        let keep = s.worker(
+            WorkerConfig {
+                retention: Retention {
+                    events_days: 0,
+                    outbox_days: 0,
+                },
+                ..WorkerConfig::default()
+            },
+            false,
+        );
+        keep.maintain().await;
+        assert_eq!(s.store.events(&Default::default()).await.unwrap().len(), 3);
+        worker.maintain().await;
+        assert!(s
+            .store
+            .events(&Default::default())
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.store.outbox_messages(None, 0).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_in_bounded_batches() {
+        use std::sync::atomic::AtomicU64;
+        // A big backlog: full batches until the round's cap; the rest waits for the next round.
+        let calls = AtomicU64::new(0);
+        let full = batches(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(u64::from(RETENTION_BATCH))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            u64::from(RETENTION_BATCHES_PER_ROUND)
+        );
+        assert_eq!(
+            full,
+            u64::from(RETENTION_BATCH * RETENTION_BATCHES_PER_ROUND)
+        );
+        // A short batch ends the round.
+        let left = AtomicU64::new(1_234);
+        let done = batches(|| async {
+            let n = left.load(Ordering::SeqCst).min(u64::from(RETENTION_BATCH));
+            left.fetch_sub(n, Ordering::SeqCst);
+            Ok(n)
+        })
+        .await
+        .unwrap();
+        assert_eq!((done, left.load(Ordering::SeqCst)), (1_234, 0));
+        // An error stops it, with what was deleted before.
+        let calls = AtomicU64::new(0);
+        let failed = batches(|| async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Ok(u64::from(RETENTION_BATCH))
+            } else {
+                Err(StoreError::Unavailable)
+            }
+        })
+        .await;
+        assert!(matches!(failed, Err((500, StoreError::Unavailable))));
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use rekey_core::domain::{
     ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord,
     Tenant, TenantSettings, User,
 };
-use rekey_core::domain::{CodeId, MessageId, TenantId, UserId};
+use rekey_core::domain::{CodeId, MessageId, TenantId, TokenId, UserId};
 use rekey_core::ports::store::{
     AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxStore, RateLimitHit,
     RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage, UserSearch,
@@ -148,6 +148,37 @@ impl<S: TokenStore> TokenStore for Bounded<S> {
     async fn count_tokens(&self) -> Result<u64, StoreError> {
         self.run("count tokens", self.inner.count_tokens()).await
     }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiToken>, StoreError> {
+        self.run("tokens", self.inner.tokens(tenant)).await
+    }
+
+    async fn token(&self, id: &TokenId) -> Result<Option<ApiToken>, StoreError> {
+        self.run("token", self.inner.token(id)).await
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &TokenId,
+        at: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        self.run("revoke token", self.inner.revoke_token(id, at, event))
+            .await
+    }
+
+    async fn record_token_use(
+        &self,
+        hash: &[u8; 32],
+        at: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.run(
+            "record token use",
+            self.inner.record_token_use(hash, at, stale_before),
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -207,6 +238,18 @@ impl<S: RateLimitStore> RateLimitStore for Bounded<S> {
 impl<S: AuditLog> AuditLog for Bounded<S> {
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         self.run("events", self.inner.events(filter)).await
+    }
+
+    async fn delete_events_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.run(
+            "delete old events",
+            self.inner.delete_events_before(before, limit),
+        )
+        .await
     }
 }
 
@@ -292,5 +335,17 @@ impl<S: OutboxStore> OutboxStore for Bounded<S> {
     async fn retry_outbox(&self, id: &MessageId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.run("retry outbox", self.inner.retry_outbox(id, now))
             .await
+    }
+
+    async fn delete_finished_outbox_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.run(
+            "delete old outbox messages",
+            self.inner.delete_finished_outbox_before(before, limit),
+        )
+        .await
     }
 }

@@ -97,7 +97,10 @@ pub fn outbox_worker(
     settings: &Settings,
     deps: &Deps,
 ) -> anyhow::Result<(Worker, Option<Arc<SmtpMailer>>)> {
-    let config = WorkerConfig::from(&settings.outbox);
+    let config = WorkerConfig {
+        retention: (&settings.retention).into(),
+        ..WorkerConfig::from(&settings.outbox)
+    };
     let clock = deps.clock.clone();
     let mut transports = Transports::default();
     let mut mailer = None;

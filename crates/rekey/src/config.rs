@@ -27,7 +27,7 @@ use rekey_core::crypto::{default_threads, HashParams};
 use rekey_core::domain::tenant::CodeAlphabet;
 use rekey_core::policy::{Config, Limits, PasswordPolicy, MAX_CODE_ATTEMPTS};
 use rekey_notify::smtp::SmtpConfig;
-use rekey_notify::WorkerConfig;
+use rekey_notify::{Retention, WorkerConfig};
 use rekey_store::DatabaseOptions;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
@@ -90,6 +90,8 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub cors: CorsSettings,
     pub mail: MailSettings,
+    /// `REKEY_RETENTION__…`: how long old outbox messages and audit events are kept.
+    pub retention: RetentionSettings,
 }
 
 /// `REKEY_DATABASE__…`, beside the top-level `database_url`; defaults from
@@ -449,6 +451,37 @@ impl From<&OutboxSettings> for WorkerConfig {
             max_attempts: outbox.max_attempts,
             backoff: Duration::from_millis(outbox.backoff_ms),
             concurrency: outbox.concurrency,
+            ..WorkerConfig::default()
+        }
+    }
+}
+
+/// `REKEY_RETENTION__…` (SPEC §12): days the worker's housekeeping keeps sent and failed
+/// outbox messages and audit events (0: forever); defaults from [`Retention::default`].
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct RetentionSettings {
+    /// `EVENTS_DAYS`: audit events older than this are deleted.
+    pub events_days: u32,
+    /// `OUTBOX_DAYS`: sent and failed outbox messages older than this are deleted.
+    pub outbox_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        let retention = Retention::default();
+        Self {
+            events_days: retention.events_days,
+            outbox_days: retention.outbox_days,
+        }
+    }
+}
+
+impl From<&RetentionSettings> for Retention {
+    fn from(settings: &RetentionSettings) -> Self {
+        Self {
+            events_days: settings.events_days,
+            outbox_days: settings.outbox_days,
         }
     }
 }
@@ -491,6 +524,7 @@ impl Default for Settings {
                 allowed_origins: serve.cors,
             },
             mail: MailSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -822,6 +856,10 @@ mod tests {
         assert_eq!(s.outbox.backoff_ms, 1000);
         assert_eq!(s.outbox.lease_ms, 60_000);
         assert_eq!(s.outbox.concurrency, 8);
+        assert_eq!(
+            (s.retention.events_days, s.retention.outbox_days),
+            (365, 30)
+        );
         assert_eq!(s.header_timeout_ms, 10_000);
         assert_eq!(s.idle_timeout_ms, 75_000);
         assert_eq!(s.max_connections, 4096);

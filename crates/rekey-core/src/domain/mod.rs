@@ -63,8 +63,11 @@ pub use outbox::{Channel, MessageKind, MessagePayload, OutboxMessage, OutboxStat
 pub use phone_number::PhoneNumber;
 pub use reset_code::{CodeKind, CodePolicy, ResetCodeRecord};
 pub use tenant::{CodeAlphabet, OrgRef, Tenant, TenantSettings};
-pub use token::{token_hash, ApiToken, Principal, Role};
-pub use user::{Transition, User, UserQuery, UserState, MAX_LIST_LIMIT};
+pub use token::{
+    parse_lifetime, token_hash, ApiToken, Principal, Role, TokenStatus, LAST_USE_PRECISION,
+    MAX_TOKEN_LIFETIME,
+};
+pub use user::{erased_email, Transition, User, UserQuery, UserState, MAX_LIST_LIMIT};
 
 #[cfg(test)]
 mod tests {

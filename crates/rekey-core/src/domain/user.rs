@@ -59,6 +59,14 @@ impl fmt::Debug for User {
     }
 }
 
+/// The email a deleted user is left with once their personal data is erased (SPEC §12): unique
+/// per user, so the tenant's unique email index holds and the address can be given to a new
+/// user; and no address at all (no `@`), so [`EmailAddress::parse`] refuses it and no real
+/// address can ever collide with it.
+pub fn erased_email(user: &UserId) -> EmailAddress {
+    EmailAddress::from_trusted(format!("erased:{user}"))
+}
+
 /// Most users one list call returns.
 pub const MAX_LIST_LIMIT: u32 = 1000;
 
@@ -88,6 +96,8 @@ mod tests {
     // that evaluates searches, and tested here so the port's file holds only the port.
     use crate::ports::store::TextMatch;
 
+    use super::*;
+
     #[test]
     fn text_matching() {
         assert!(TextMatch::EqualsIgnoreCase.matches("Ada@Example.com", "ada@example.COM"));
@@ -95,5 +105,13 @@ mod tests {
         assert!(TextMatch::StartsWith.matches("minnie-mouse", "minnie"));
         assert!(TextMatch::ContainsIgnoreCase.matches("Minnie-Mouse", "MOUSE"));
         assert!(TextMatch::EndsWith.matches("a@b.com", ".com"));
+    }
+
+    #[test]
+    fn an_erased_email_is_unique_and_no_address() {
+        let a = erased_email(&UserId::from_trusted("123".to_owned()));
+        let b = erased_email(&UserId::from_trusted("124".to_owned()));
+        assert_ne!(a.as_str().to_lowercase(), b.as_str().to_lowercase());
+        assert!(EmailAddress::parse(a.as_str()).is_err());
     }
 }

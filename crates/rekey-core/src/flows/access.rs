@@ -4,7 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{
-    token_hash, OrgRef, Principal, Role, Tenant, TenantId, User, UserId, UserState,
+    token_hash, OrgRef, Principal, Role, Tenant, TenantId, TokenStatus, User, UserId, UserState,
 };
 use crate::error::{Error, ErrorKind};
 use crate::flows::Rekey;
@@ -58,14 +58,19 @@ pub(crate) fn not_admin(principal: &Principal) -> bool {
 }
 
 impl Rekey {
-    /// The principal of a bearer/API token; unknown or revoked → UNAUTHENTICATED.
+    /// The principal of a bearer/API token; unknown, revoked or expired → UNAUTHENTICATED,
+    /// alike. One token read; the token's last use is written at most once a minute, off
+    /// the request's path ([`Rekey::record_token_use`]).
     pub async fn authenticate(&self, secret: &SecretString) -> Result<Principal, Error> {
         let hash = token_hash(secret.expose_secret());
+        let now = self.now();
         let token = self
             .store
             .token_by_hash(&hash)
             .await?
+            .filter(|token| token.status(now) == TokenStatus::Active)
             .ok_or_else(Error::unauthenticated)?;
+        self.record_token_use(&token, now).await;
         Ok(Principal {
             token_id: token.id,
             role: token.role,

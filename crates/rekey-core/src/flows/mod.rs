@@ -24,7 +24,7 @@ pub use access::Caller;
 pub use admin::Retried;
 pub use password::{SetPassword, Verification};
 pub use reset::{Delivery, ResetIssued};
-pub use tokens::IssuedToken;
+pub use tokens::{IssuedToken, ListedTokens, TokenRevoked};
 pub use users::{ListedUsers, NewAdmin, NewUser, NewUserOptions};
 
 /// Everything the flows run on, built once at start. The binary builds one and hands clones
@@ -52,6 +52,8 @@ pub struct Rekey {
     sealer: Sealer,
     pub(crate) hasher: PasswordHasher,
     pub(crate) config: Config,
+    /// Tokens whose last use is being recorded ([`Rekey::authenticate`]).
+    uses_in_flight: Arc<tokens::UsesInFlight>,
 }
 
 /// Where lookups for input that names nothing go, so they cost what a real lookup costs.
@@ -95,6 +97,7 @@ impl Rekey {
             sealer,
             hasher,
             config,
+            uses_in_flight: Arc::default(),
         }
     }
 

@@ -149,7 +149,8 @@ impl Rekey {
             .ok_or_else(Error::user_not_found)
     }
 
-    /// Moves a user to another state; a deleted user stays deleted.
+    /// Moves a user to another state; a deleted user stays deleted. Deleting erases the user's
+    /// personal data at once, in the same transaction (SPEC §12).
     pub async fn set_user_state(
         &self,
         actor: &str,
@@ -177,6 +178,7 @@ impl Rekey {
         if state == UserState::Deleted {
             change.void_pending_codes = true;
             change.revoke_user_tokens = true;
+            change.erase_personal_data = true;
         }
         Ok(self.store.change_user(&change).await?)
     }
@@ -346,6 +348,7 @@ impl Rekey {
             // A user who cannot sign in must not be able to finish a reset either.
             change.void_pending_codes = true;
             change.revoke_user_tokens = to == UserState::Deleted;
+            change.erase_personal_data = to == UserState::Deleted;
         }
         Ok(self.store.change_user(&change).await?)
     }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod access;
+mod erasure;
 mod events;
 mod limits;
 mod no_auth;

@@ -81,6 +81,7 @@ fn config() -> WorkerConfig {
         max_attempts: 8,
         backoff: Duration::from_millis(100),
         concurrency: 4,
+        ..WorkerConfig::default()
     }
 }
 

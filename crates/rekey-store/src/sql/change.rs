@@ -1,7 +1,7 @@
 //! The transaction of a [`UserChange`]: every write of one flow step for one user, in the order
 //! the type documents.
 
-use rekey_core::domain::UserState;
+use rekey_core::domain::{erased_email, UserState};
 use rekey_core::ports::store::{StoreError, UserChange};
 
 use super::backend::SqlBackend;
@@ -131,6 +131,10 @@ impl<DB: SqlBackend> SqlStore<DB> {
             .map_err(|e| db_error("change user: revoke tokens", e))?;
         }
 
+        if change.erase_personal_data {
+            Self::erase_personal_data(conn, change).await?;
+        }
+
         Self::insert_event(
             conn,
             &change.tenant_id,
@@ -152,4 +156,80 @@ impl<DB: SqlBackend> SqlStore<DB> {
         }
         Ok(sequence)
     }
+
+    /// A deleted user's personal data, erased in the change's transaction (SPEC §12): what
+    /// is left names ids only. The email becomes [`erased_email`] — in `email_lower` too,
+    /// as it is (ids are case-sensitive, so lower-casing could make two placeholders collide;
+    /// no lookup ever folds one, as no placeholder parses as an address) — and its global index
+    /// row goes, so the address can be given to a new user. The user's email and SMS
+    /// messages lose body, recipient and error text (a pending one is parked); the client
+    /// addresses in the user's events go. The event this change appends comes after, and keeps
+    /// its caller's address.
+    async fn erase_personal_data(
+        conn: &mut DB::Connection,
+        change: &UserChange,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "change user: erase personal data";
+        let tenant = change.tenant_id.as_str();
+        let user = change.user_id.as_str();
+        let row = Self::query("SELECT email_lower FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.to_owned())
+            .bind(user.to_owned())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| db_error(OP, e))?;
+        let email_lower: String = Self::get(&row, "email_lower")?;
+        Self::query(
+            "DELETE FROM email_index WHERE email_lower = $1 AND tenant_id = $2 AND user_id = $3",
+        )
+        .bind(email_lower)
+        .bind(tenant.to_owned())
+        .bind(user.to_owned())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db_error(OP, e))?;
+
+        let placeholder = erased_email(&change.user_id).as_str().to_owned();
+        Self::query(
+            "UPDATE users SET email = $1, email_lower = $1, email_verified = $2, \
+             phone = NULL, phone_verified = $2, username = '', username_lower = '', \
+             first_name = '', last_name = '', display_name = '', password_hash = NULL, \
+             password_change_required = $2 \
+             WHERE tenant_id = $3 AND id = $4",
+        )
+        .bind(placeholder)
+        .bind(false)
+        .bind(tenant.to_owned())
+        .bind(user.to_owned())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| unique_as(OP, "email", e))?;
+
+        // Messages to the person only: email and SMS carry their address and, sealed, their
+        // name; both sides of each CASE read the row as it was.
+        Self::query(
+            "UPDATE outbox SET body = $1, recipient = NULL, body_expires_at = NULL, \
+             last_error = CASE WHEN state = 'sent' THEN NULL ELSE $2 END, \
+             state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END \
+             WHERE tenant_id = $3 AND user_id = $4 AND channel IN ('email', 'sms')",
+        )
+        .bind(Vec::<u8>::new())
+        .bind(ERASED_ERROR.to_owned())
+        .bind(tenant.to_owned())
+        .bind(user.to_owned())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db_error(OP, e))?;
+
+        Self::query("UPDATE events SET ip = NULL WHERE tenant_id = $1 AND aggregate_id = $2")
+            .bind(tenant.to_owned())
+            .bind(user.to_owned())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_error(OP, e))?;
+        Ok(())
+    }
 }
+
+/// The error text of a message whose user was deleted (and whose data was erased).
+const ERASED_ERROR: &str = "user deleted: personal data erased";

@@ -20,7 +20,7 @@ pub(super) const USER_COLUMNS: &str = "tenant_id, id, username, email, email_ver
     password_hash, password_change_required, sequence, creation_date, change_date";
 
 pub(super) const TOKEN_COLUMNS: &str =
-    "token_hash, id, role, tenant_id, user_id, created_at, revoked_at";
+    "token_hash, id, role, tenant_id, user_id, created_at, revoked_at, expires_at, last_used_at";
 
 pub(super) const CODE_COLUMNS: &str =
     "tenant_id, user_id, id, key_id, mac, kind, created_at, expires_at, attempts, used_at";
@@ -116,6 +116,8 @@ pub struct TokenRow {
     user_id: Option<String>,
     created_at: i64,
     revoked_at: Option<i64>,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
 }
 
 impl TryFrom<TokenRow> for ApiToken {
@@ -142,6 +144,8 @@ impl TryFrom<TokenRow> for ApiToken {
             role,
             created_at: time("api_tokens.created_at", row.created_at)?,
             revoked_at: opt_time("api_tokens.revoked_at", row.revoked_at)?,
+            expires_at: opt_time("api_tokens.expires_at", row.expires_at)?,
+            last_used_at: opt_time("api_tokens.last_used_at", row.last_used_at)?,
         })
     }
 }

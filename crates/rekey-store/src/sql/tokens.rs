@@ -1,8 +1,10 @@
-//! [`TokenStore`] on SQL: API tokens, found by the SHA-256 of their secret (a global table).
+//! [`TokenStore`] on SQL: API tokens, found by the SHA-256 of their secret (a global table),
+//! listed and revoked by id, and their last use recorded by a conditional write.
 
 use async_trait::async_trait;
-use rekey_core::domain::{ApiToken, Role};
-use rekey_core::ports::store::{StoreError, TokenStore};
+use chrono::{DateTime, Utc};
+use rekey_core::domain::{ApiToken, NewEvent, Role, TenantId, TokenId};
+use rekey_core::ports::store::{StoreError, TokenStore, INSTANCE_EVENTS};
 
 use super::backend::SqlBackend;
 use super::rows::{TokenRow, TOKEN_COLUMNS};
@@ -23,8 +25,9 @@ impl<DB: SqlBackend> TokenStore for SqlStore<DB> {
             ),
         };
         let mut tx = self.begin_write(OP).await?;
-        let sql =
-            format!("INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        let sql = format!(
+            "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
         let result = Self::query(&sql)
             .bind(token.hash.to_vec())
             .bind(token.id.as_str().to_owned())
@@ -33,6 +36,8 @@ impl<DB: SqlBackend> TokenStore for SqlStore<DB> {
             .bind(user)
             .bind(micros(token.created_at))
             .bind(token.revoked_at.map(micros))
+            .bind(token.expires_at.map(micros))
+            .bind(token.last_used_at.map(micros))
             .execute(&mut *tx)
             .await
             .map(|_| ())
@@ -60,5 +65,107 @@ impl<DB: SqlBackend> TokenStore for SqlStore<DB> {
             .await
             .map_err(|e| db_error("count tokens", e))?;
         to_u64("count", Self::get(&row, "n")?)
+    }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiToken>, StoreError> {
+        const OP: &str = "tokens";
+        let rows = match tenant {
+            Some(tenant) => {
+                let sql = format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant_id = $1 \
+                     ORDER BY created_at, id"
+                );
+                Self::query(&sql)
+                    .bind(tenant.as_str().to_owned())
+                    .fetch_all(&self.reader)
+                    .await
+            }
+            None => {
+                let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id");
+                Self::query(&sql).fetch_all(&self.reader).await
+            }
+        }
+        .map_err(|e| db_error(OP, e))?;
+        rows.iter()
+            .map(Self::decode::<TokenRow, ApiToken>)
+            .collect()
+    }
+
+    async fn token(&self, id: &TokenId) -> Result<Option<ApiToken>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
+        let row = Self::query(&sql)
+            .bind(id.as_str().to_owned())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| db_error("token", e))?;
+        row.as_ref()
+            .map(Self::decode::<TokenRow, ApiToken>)
+            .transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &TokenId,
+        at: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "revoke token";
+        let mut tx = self.begin_write(OP).await?;
+        let result = async {
+            let Some(row) = Self::query(
+                "UPDATE api_tokens SET revoked_at = $1 \
+                 WHERE id = $2 AND revoked_at IS NULL \
+                 RETURNING COALESCE(tenant_id, $3) AS tenant_id",
+            )
+            .bind(micros(at))
+            .bind(id.as_str().to_owned())
+            .bind(INSTANCE_EVENTS.to_owned())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| db_error(OP, e))?
+            else {
+                return Ok(false);
+            };
+            let tenant = TenantId::from_trusted(Self::get(&row, "tenant_id")?);
+            // The token is the event's aggregate; it is revoked once, but an aggregate's
+            // sequence is counted, not assumed.
+            let row = Self::query(
+                "SELECT COALESCE(MAX(sequence), 0) AS last FROM events \
+                 WHERE tenant_id = $1 AND aggregate_id = $2",
+            )
+            .bind(tenant.as_str().to_owned())
+            .bind(id.as_str().to_owned())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| db_error(OP, e))?;
+            let last: i64 = Self::get(&row, "last")?;
+            Self::insert_event(&mut tx, &tenant, id.as_str(), last + 1, at, event).await?;
+            Ok(true)
+        }
+        .await;
+        Self::finish(OP, tx, result).await
+    }
+
+    async fn record_token_use(
+        &self,
+        hash: &[u8; 32],
+        at: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "record token use";
+        let mut tx = self.begin_write(OP).await?;
+        let result = Self::query(
+            "UPDATE api_tokens SET last_used_at = $1 \
+             WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3) \
+             RETURNING id",
+        )
+        .bind(micros(at))
+        .bind(hash.to_vec())
+        .bind(micros(stale_before))
+        .fetch_optional(&mut *tx)
+        .await
+        .map(|row| row.is_some())
+        .map_err(|e| db_error(OP, e));
+        Self::finish(OP, tx, result).await
     }
 }

@@ -289,6 +289,8 @@ pub fn token(id: &str, byte: u8, role: Role) -> ApiToken {
         role,
         created_at: t(0),
         revoked_at: None,
+        expires_at: None,
+        last_used_at: None,
     }
 }
 

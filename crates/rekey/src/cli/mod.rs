@@ -137,7 +137,18 @@ enum TokenCommand {
         tenant: Option<String>,
         #[arg(long)]
         user: Option<String>,
+        /// Lifetime, e.g. 90d, 12h, 30m, 1h30m (units w, d, h, m, s); default: no expiry.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
     },
+    /// List tokens: ids, roles, creation, last use, expiry (never the token).
+    List {
+        /// Only this tenant's tokens (id or cname).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -239,9 +250,14 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::User(UserCommand::SetState { user, state }) => {
             user::set_state(rekey, out, user, state).await
         }
-        Command::Token(TokenCommand::Create { role, tenant, user }) => {
-            token::create(rekey, out, role, tenant, user).await
-        }
+        Command::Token(TokenCommand::Create {
+            role,
+            tenant,
+            user,
+            expires_in,
+        }) => token::create(rekey, out, role, tenant, user, expires_in).await,
+        Command::Token(TokenCommand::List { tenant }) => token::list(rekey, out, tenant).await,
+        Command::Token(TokenCommand::Revoke { id }) => token::revoke(rekey, out, &id).await,
         Command::Outbox(OutboxCommand::List { failed }) => outbox::list(rekey, out, failed).await,
         Command::Outbox(OutboxCommand::Retry { id }) => outbox::retry(rekey, out, &id).await,
         Command::Events {

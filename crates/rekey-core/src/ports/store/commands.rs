@@ -65,7 +65,8 @@ impl std::fmt::Debug for PasswordChange {
 /// Everything one flow step changes about one user, applied in one transaction, in this order:
 /// check `require_state`, count `rate_limit`, consume `consume_code`, void pending codes,
 /// insert `new_code`, update the user (`set_password`, `set_state`, sequence + 1, change date),
-/// revoke the user's `user`-role tokens, append `event`, insert `outbox` rows.
+/// revoke the user's `user`-role tokens, erase the user's personal data
+/// (`erase_personal_data`), append `event`, insert `outbox` rows.
 #[derive(Debug, Clone)]
 pub struct UserChange {
     pub tenant_id: TenantId,
@@ -83,6 +84,12 @@ pub struct UserChange {
     pub set_password: Option<PasswordChange>,
     pub set_state: Option<UserState>,
     pub revoke_user_tokens: bool,
+    /// Erase the user's personal data at once (a deletion, SPEC §12): email (to
+    /// [`crate::domain::erased_email`], so the address is free again) and its global index
+    /// row, username, phone, names and password hash; their email and SMS messages lose
+    /// body and recipient (a pending one is parked as failed); their events keep ids only
+    /// (the client address is dropped).
+    pub erase_personal_data: bool,
     pub outbox: Vec<OutboxMessage>,
 }
 
@@ -102,6 +109,7 @@ impl UserChange {
             set_password: None,
             set_state: None,
             revoke_user_tokens: false,
+            erase_personal_data: false,
             outbox: Vec::new(),
         }
     }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::{CodeId, MessageId, TenantId, UserId};
+use crate::domain::ids::{CodeId, MessageId, TenantId, TokenId, UserId};
 use crate::domain::{
     ApiToken, Channel, Details, Event, NewEvent, OutboxMessage, OutboxState, ResetCodeRecord,
     Tenant, TenantSettings, User, UserState,
@@ -121,10 +121,37 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, token: &ApiToken) -> Result<(), StoreError>;
-    /// The token with this SHA-256, unless revoked.
+    /// The token with this SHA-256, unless revoked (an expired one is returned: the flow
+    /// decides by its clock).
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>, StoreError>;
     async fn count_tokens(&self) -> Result<u64, StoreError>;
+    /// Every token, revoked and expired ones included, oldest first; with `tenant`, only the
+    /// tokens of that tenant (its admins' and its users').
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiToken>, StoreError>;
+    /// The token with this id, revoked or not.
+    async fn token(&self, id: &TokenId) -> Result<Option<ApiToken>, StoreError>;
+    /// Revokes the token at `at` and appends `event` for it (aggregate: the token id; tenant:
+    /// the token's, or [`INSTANCE_EVENTS`] for a `system` token), in one transaction. `false`,
+    /// writing nothing, when no unrevoked token has this id.
+    async fn revoke_token(
+        &self,
+        id: &TokenId,
+        at: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError>;
+    /// Records a use of the token at `at`, unless the recorded last use is at or after
+    /// `stale_before` (a conditional write: concurrent callers and replicas write it once).
+    /// Whether it was written.
+    async fn record_token_use(
+        &self,
+        hash: &[u8; 32],
+        at: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
+
+/// The tenant column of audit events that belong to no tenant (a `system` token's revocation).
+pub const INSTANCE_EVENTS: &str = "";
 
 #[async_trait]
 pub trait CodeStore: Send + Sync {
@@ -163,11 +190,18 @@ pub trait RateLimitStore: Send + Sync {
 }
 
 /// The audit trail. Events are appended by the writes they record (in the same transaction),
-/// so this port only reads them.
+/// so this port reads them, and deletes those past the retention window.
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     /// Events in order of time (then sequence), oldest first.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
+    /// Deletes up to `limit` of the oldest events from before `before`, in one short write
+    /// transaction; how many. Retention calls it in batches until fewer than `limit` go.
+    async fn delete_events_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The outbox: admin listings and retries, and the delivery worker's leases. Messages are
@@ -231,6 +265,13 @@ pub trait OutboxStore: Send + Sync {
     /// An admin's retry of a failed message, by id alone: back to `pending`, due at `now`,
     /// attempts 0, error cleared. `false` when no failed message has this id.
     async fn retry_outbox(&self, id: &MessageId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Deletes up to `limit` of the oldest `sent` and `failed` messages created before
+    /// `before` (never a pending one), in one short write transaction; how many.
+    async fn delete_finished_outbox_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The whole storage port: what the flows are given. Implemented for every type that
