@@ -91,3 +91,30 @@ pub fn notice(format: LogFormat, text: &str) {
         LogFormat::Json => tracing::warn!("{text}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // figment's `Jail` takes closures returning its own (large) error type; not ours to shrink.
+    #![allow(clippy::result_large_err)]
+    use super::*;
+
+    /// The format is known before the settings load: the environment wins over the file, the
+    /// file over the default, and an unknown value is left for the loader to refuse.
+    #[test]
+    fn the_early_format_follows_the_layers() {
+        figment::Jail::expect_with(|jail| {
+            let file = Path::new("rekey.toml");
+            assert_eq!(early_format(None), LogFormat::Text);
+            assert_eq!(early_format(Some(file)), LogFormat::Text, "no such file");
+            jail.create_file("rekey.toml", "log_format = \"json\"\n")?;
+            assert_eq!(early_format(Some(file)), LogFormat::Json);
+            jail.set_env("REKEY_LOG_FORMAT", " Text ");
+            assert_eq!(early_format(Some(file)), LogFormat::Text);
+            jail.set_env("REKEY_LOG_FORMAT", "JSON");
+            assert_eq!(early_format(None), LogFormat::Json);
+            jail.set_env("REKEY_LOG_FORMAT", "yaml");
+            assert_eq!(early_format(Some(file)), LogFormat::Text);
+            Ok(())
+        });
+    }
+}
