@@ -205,11 +205,10 @@ pub fn main() -> ExitCode {
 /// `REKEY_LOG_FORMAT=json` — one JSON error line. Help and version go to stdout as usual.
 fn usage_error(err: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
+    // Help on a missing subcommand goes to stderr with exit 2: in JSON, an error line.
     let is_output = matches!(
         err.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
     );
     let format = logging::early_format(None);
     if is_output || format == LogFormat::Text {
