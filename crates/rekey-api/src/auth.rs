@@ -100,6 +100,7 @@ pub fn anonymous(
     Caller {
         principal: None,
         ip: client_ip(&state.settings.trusted_proxies, peer, headers).map(|ip| ip.to_string()),
+        request_id: crate::request_id::of(headers),
     }
 }
 

@@ -37,8 +37,10 @@ pub const ALLOWED_HEADERS: &[&str] = &[
 ];
 
 /// Response headers scripts may read: the gRPC-Web status travels in headers of a
-/// trailers-only answer, and a 429 says when to come back.
-const EXPOSED_HEADERS: &str = "grpc-status, grpc-message, grpc-status-details-bin, retry-after";
+/// trailers-only answer, a 429 says when to come back, and the request id is what to quote
+/// to an operator.
+const EXPOSED_HEADERS: &str =
+    "grpc-status, grpc-message, grpc-status-details-bin, retry-after, x-request-id";
 
 const ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE";
 

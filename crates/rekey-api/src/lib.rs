@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod operations;
 pub mod ops;
 pub mod pages;
+pub mod request_id;
 pub mod serve;
 
 use std::convert::Infallible;
@@ -96,6 +97,10 @@ pub fn router(state: AppState) -> Router {
             cors::cors,
         ))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(state.settings.trusted_proxies.clone()),
+            request_id::assign,
+        ))
         .with_state(state)
 }
 
@@ -180,9 +185,11 @@ async fn log_request(request: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let request_id = request_id::of(request.headers());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     tracing::info!(
+        request_id = request_id.as_deref(),
         %method,
         path = %path,
         status = response.status().as_u16(),

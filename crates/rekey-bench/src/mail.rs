@@ -173,6 +173,7 @@ async fn queue(rekey: &RekeyServer, n: usize) -> anyhow::Result<()> {
     let caller = Caller {
         principal: Some(principal),
         ip: Some("127.0.0.1".to_owned()),
+        request_id: None,
     };
     let ids: Vec<UserId> = rekey
         .users

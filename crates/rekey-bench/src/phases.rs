@@ -461,6 +461,7 @@ fn reset_job(rekey: &RekeyServer, user: &Seeded) -> anyhow::Result<Job> {
             let caller = Caller {
                 principal: Some(principal),
                 ip: Some("127.0.0.1".to_owned()),
+                request_id: None,
             };
             core.request_password_reset(&caller, &user_id, Delivery::ReturnCode)
                 .await

@@ -391,8 +391,18 @@ impl Inner {
         }
     }
 
-    /// Sends one claimed message and records the outcome.
+    /// Sends one claimed message and records the outcome. Whatever is logged meanwhile — here
+    /// or by a transport — is in a span naming the message and the request that queued it.
     async fn deliver(&self, message: OutboxMessage) -> Outcome {
+        let span = tracing::info_span!(
+            "outbox",
+            message_id = %message.id,
+            request_id = message.request_id.as_deref()
+        );
+        tracing::Instrument::instrument(self.deliver_in_span(message), span).await
+    }
+
+    async fn deliver_in_span(&self, message: OutboxMessage) -> Outcome {
         let mut payload = None;
         let result = self.send(&message, &mut payload).await;
         let store = &self.store.outbox;
@@ -434,11 +444,14 @@ impl Inner {
         let outcome = match recorded {
             Ok(true) => outcome,
             Ok(false) => {
-                tracing::warn!(message_id = %message.id, "outbox message was no longer pending");
+                tracing::warn!(message_id = %message.id,
+                    request_id = message.request_id.as_deref(),
+                    "outbox message was no longer pending");
                 Outcome::Unrecorded
             }
             Err(err) => {
                 tracing::error!(message_id = %message.id, error = %err,
+                    request_id = message.request_id.as_deref(),
                     "outbox outcome not recorded; the message comes back after its lease");
                 Outcome::Unrecorded
             }
@@ -542,7 +555,8 @@ fn redact(reason: &str, payload: Option<&MessagePayload>) -> String {
     reason.chars().take(MAX_ERROR_CHARS).collect()
 }
 
-/// Ids and outcomes only: never the body, the code, the link or the recipient.
+/// Ids and outcomes only: never the body, the code, the link or the recipient. `request_id`
+/// is that of the request that queued the message (absent for the CLI's).
 fn log_outcome(message: &OutboxMessage, outcome: &Outcome, max_attempts: u32) {
     let (id, tenant, kind, channel, attempt) = (
         &message.id,
@@ -551,13 +565,15 @@ fn log_outcome(message: &OutboxMessage, outcome: &Outcome, max_attempts: u32) {
         message.channel.as_str(),
         message.attempts,
     );
+    let request_id = message.request_id.as_deref();
     match outcome {
-        Outcome::Sent => tracing::info!(message_id = %id, %tenant, kind, channel, attempt,
-            "outbox message sent"),
-        Outcome::Retry(at) => tracing::warn!(message_id = %id, %tenant, kind, channel, attempt,
-            max_attempts, next_attempt_at = %at, "outbox message not sent; will retry"),
-        Outcome::Parked => tracing::error!(message_id = %id, %tenant, kind, channel, attempt,
-            "outbox message parked as failed"),
+        Outcome::Sent => tracing::info!(message_id = %id, request_id, %tenant, kind, channel,
+            attempt, "outbox message sent"),
+        Outcome::Retry(at) => tracing::warn!(message_id = %id, request_id, %tenant, kind,
+            channel, attempt, max_attempts, next_attempt_at = %at,
+            "outbox message not sent; will retry"),
+        Outcome::Parked => tracing::error!(message_id = %id, request_id, %tenant, kind, channel,
+            attempt, "outbox message parked as failed"),
         Outcome::Unrecorded => {}
     }
 }

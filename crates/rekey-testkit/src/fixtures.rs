@@ -205,6 +205,7 @@ pub fn message(id: &str) -> MessageBuilder {
         created_at: epoch(),
         sent_at: None,
         body_expires_at: None,
+        request_id: None,
     })
 }
 
@@ -257,6 +258,12 @@ impl MessageBuilder {
 
     pub fn body_expires_at(mut self, at: Option<DateTime<Utc>>) -> Self {
         self.0.body_expires_at = at;
+        self
+    }
+
+    /// The id of the request that queued it.
+    pub fn request_id(mut self, id: &str) -> Self {
+        self.0.request_id = Some(id.to_owned());
         self
     }
 

@@ -186,14 +186,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating the first token: {e}"))?
     {
         // Printed once, to stderr, so a newcomer can call the API straight away.
-        eprintln!(
-            "\nNo API token existed, so a system token was created. It is shown only this once:\n\n    {}\n",
-            issued.secret.expose_secret()
-        );
+        crate::logging::first_token(settings.log_format, issued.secret.expose_secret());
+    }
+    let serving = serve_settings(&settings)?;
+    // Each channel's status at start: a channel left unconfigured keeps its messages queued.
+    for (channel, status) in &serving.channels {
+        if status.starts_with("not configured") {
+            tracing::warn!(channel, "{status}");
+        } else {
+            tracing::info!(channel, "{status}");
+        }
     }
     let state = AppState {
         rekey,
-        settings: Arc::new(serve_settings(&settings)?),
+        settings: Arc::new(serving),
     };
     let (worker, mailer) = outbox_worker(&settings, &deps)?;
     // Rotated key files are picked up while serving; the flows and the worker share the rings.

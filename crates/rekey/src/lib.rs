@@ -4,3 +4,4 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod key_files;
+pub mod logging;

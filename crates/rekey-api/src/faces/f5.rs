@@ -224,11 +224,12 @@ pub async fn unauthenticated_reset(
     deadline: Instant,
 ) -> Result<(), Error> {
     let rekey = state.rekey.clone();
-    let work = tokio::spawn(async move {
+    // The task keeps the request's span: its lines carry the request id.
+    let work = tokio::spawn(tracing::Instrument::in_current_span(async move {
         rekey
             .request_reset_unauthenticated(&caller, &cname, &email)
             .await
-    });
+    }));
     let outcome = match tokio::time::timeout_at(deadline, work).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(err)) => {

@@ -29,6 +29,7 @@ impl RequestMeta {
         Caller {
             principal: None,
             ip: self.ip.clone(),
+            request_id: crate::request_id::of(&self.headers),
         }
     }
 
@@ -36,6 +37,7 @@ impl RequestMeta {
         Ok(Caller {
             principal: Some(auth::principal(state, &self.headers).await?),
             ip: self.ip.clone(),
+            request_id: crate::request_id::of(&self.headers),
         })
     }
 }

@@ -15,6 +15,7 @@ mod outbox_retry;
 mod pages;
 mod password_reset;
 mod rate_limit;
+mod request_ids;
 mod secrets;
 mod send_link;
 mod set_password;

@@ -67,6 +67,10 @@ pub struct OutboxMessage {
     /// When the code sealed in `body` expires (`None`: the body holds no code, or is erased).
     /// A message parked as failed loses its body then: nothing in it could still be used.
     pub body_expires_at: Option<DateTime<Utc>>,
+    /// The id of the request that queued the message (`x-request-id`), so the worker's lines
+    /// for it can be found with the request's; `None` for messages from the CLI or older rows.
+    /// An opaque, non-secret tag.
+    pub request_id: Option<String>,
 }
 
 /// Why a message was parked at once: the user has no address on its channel.
@@ -125,7 +129,14 @@ impl OutboxMessage {
             created_at: now,
             sent_at: None,
             body_expires_at,
+            request_id: None,
         }
+    }
+
+    /// The message tagged with the id of the request that queues it.
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
     }
 }
 

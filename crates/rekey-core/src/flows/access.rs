@@ -14,6 +14,9 @@ use crate::flows::Rekey;
 pub struct Caller {
     pub principal: Option<Principal>,
     pub ip: Option<String>,
+    /// The request's id (`x-request-id`), carried into the outbox rows the call queues so the
+    /// delivery worker's lines name it too. Not a secret, not in the audit trail.
+    pub request_id: Option<String>,
 }
 
 impl Caller {

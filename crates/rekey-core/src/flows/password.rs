@@ -264,13 +264,16 @@ impl Rekey {
                 link: None,
                 expires_at: None,
             };
-            change.outbox.push(self.new_outbox_message(
-                user,
-                Channel::Email,
-                MessageKind::PasswordChanged,
-                &payload,
-                now,
-            )?);
+            change.outbox.push(
+                self.new_outbox_message(
+                    user,
+                    Channel::Email,
+                    MessageKind::PasswordChanged,
+                    &payload,
+                    now,
+                )?
+                .with_request_id(caller.request_id.clone()),
+            );
         }
         Ok(self.store.change_user(&change).await?)
     }

@@ -77,8 +77,14 @@ impl Rekey {
         user: &User,
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
-        self.issue_code_by(caller.actor(), caller.ip.clone(), user, delivery)
-            .await
+        self.issue_code_tagged(
+            caller.actor(),
+            caller.ip.clone(),
+            caller.request_id.clone(),
+            user,
+            delivery,
+        )
+        .await
     }
 
     /// [`Rekey::issue_code`] for an actor that is not an API caller (the CLI).
@@ -86,6 +92,19 @@ impl Rekey {
         &self,
         actor: String,
         ip: Option<String>,
+        user: &User,
+        delivery: Delivery,
+    ) -> Result<ResetIssued, Error> {
+        self.issue_code_tagged(actor, ip, None, user, delivery)
+            .await
+    }
+
+    /// [`Rekey::issue_code_by`], the queued message tagged with the request's id.
+    async fn issue_code_tagged(
+        &self,
+        actor: String,
+        ip: Option<String>,
+        request_id: Option<String>,
         user: &User,
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
@@ -161,13 +180,10 @@ impl Rekey {
                 link: Some(link),
                 expires_at: Some(expires_at),
             };
-            change.outbox.push(self.new_outbox_message(
-                user,
-                *channel,
-                message_kind,
-                &payload,
-                now,
-            )?);
+            change.outbox.push(
+                self.new_outbox_message(user, *channel, message_kind, &payload, now)?
+                    .with_request_id(request_id),
+            );
             change.rate_limit = Some(RateLimitHit {
                 key: format!("msg:{}:{}", user.tenant_id, user.id),
                 limit: settings.messages_per_user_per_hour,

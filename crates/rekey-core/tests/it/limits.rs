@@ -134,6 +134,7 @@ async fn thirty_code_submissions_per_ip_per_minute() {
     let v6 = |ip: &str| Caller {
         principal: None,
         ip: Some(ip.to_owned()),
+        request_id: None,
     };
     for _ in 0..30 {
         let _ = f

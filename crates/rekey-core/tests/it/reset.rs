@@ -273,3 +273,35 @@ async fn an_operator_id_that_is_no_valid_id_names_no_message() {
     }
     assert_eq!(f.snapshot().await, before);
 }
+
+/// The caller's request id tags what its call queues — the reset mail, and the "password
+/// changed" notice of the request that uses the code — so the worker's lines for each name
+/// the request behind it; a message queued outside a request (the CLI) has none.
+#[tokio::test]
+async fn queued_messages_carry_the_request_id_of_their_call() {
+    let f = Fixture::new().await;
+    let user = f.add_user(&f.t1, "tagged@acme.test").await;
+    let admin = rekey_core::flows::Caller {
+        request_id: Some("req-reset".to_owned()),
+        ..f.admin1.clone()
+    };
+    f.send_link(&admin, &user.id).await.unwrap();
+    let reset = f.messages(&user, MessageKind::PasswordReset).await;
+    assert_eq!(reset[0].request_id.as_deref(), Some("req-reset"));
+
+    let code = f.sent_code(&user).await;
+    let anonymous = rekey_core::flows::Caller {
+        request_id: Some("req-code".to_owned()),
+        ..Fixture::anonymous()
+    };
+    f.set_with_code_as(&anonymous, &user.id, &code, NEW_PASSWORD)
+        .await
+        .unwrap();
+    let changed = f.messages(&user, MessageKind::PasswordChanged).await;
+    assert_eq!(changed[0].request_id.as_deref(), Some("req-code"));
+
+    let other = f.add_user(&f.t1, "untagged@acme.test").await;
+    f.send_link(&f.admin1, &other.id).await.unwrap();
+    let untagged = f.messages(&other, MessageKind::PasswordReset).await;
+    assert_eq!(untagged[0].request_id, None);
+}

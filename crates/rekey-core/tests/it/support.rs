@@ -88,6 +88,7 @@ impl Fixture {
             Caller {
                 principal: Some(principal),
                 ip: Some("192.0.2.10".to_owned()),
+                request_id: None,
             },
         )
     }
@@ -121,6 +122,7 @@ impl Fixture {
         Caller {
             principal: None,
             ip: Some(ip.to_owned()),
+            request_id: None,
         }
     }
 

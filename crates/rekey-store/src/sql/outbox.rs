@@ -21,8 +21,8 @@ impl<DB: SqlBackend> SqlStore<DB> {
         Self::query(
             "INSERT INTO outbox (tenant_id, id, user_id, channel, recipient, kind, \
              idempotency_key, key_id, body, state, attempts, next_attempt_at, last_error, \
-             created_at, sent_at, body_expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             created_at, sent_at, body_expires_at, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(message.tenant_id.as_str().to_owned())
         .bind(message.id.as_str().to_owned())
@@ -40,6 +40,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         .bind(micros(message.created_at))
         .bind(message.sent_at.map(micros))
         .bind(message.body_expires_at.map(micros))
+        .bind(message.request_id.clone())
         .execute(&mut *conn)
         .await
         .map_err(|e| {

@@ -30,7 +30,7 @@ pub(super) const EVENT_COLUMNS: &str =
 
 pub(super) const OUTBOX_COLUMNS: &str = "tenant_id, id, user_id, channel, recipient, kind, \
     idempotency_key, key_id, body, state, attempts, next_attempt_at, last_error, created_at, \
-    sent_at, body_expires_at";
+    sent_at, body_expires_at, request_id";
 
 /// [`TENANT_COLUMNS`] of `tenants`.
 #[derive(sqlx::FromRow)]
@@ -233,6 +233,7 @@ pub struct OutboxRow {
     created_at: i64,
     sent_at: Option<i64>,
     body_expires_at: Option<i64>,
+    request_id: Option<String>,
 }
 
 impl TryFrom<OutboxRow> for OutboxMessage {
@@ -256,6 +257,7 @@ impl TryFrom<OutboxRow> for OutboxMessage {
             created_at: time("outbox.created_at", row.created_at)?,
             sent_at: opt_time("outbox.sent_at", row.sent_at)?,
             body_expires_at: opt_time("outbox.body_expires_at", row.body_expires_at)?,
+            request_id: row.request_id,
         })
     }
 }

@@ -22,6 +22,7 @@ rekey_testkit::both_dbs!(
     retry_by_id_brings_a_failed_message_back,
     lookup_by_id,
     failed_bodies_are_erased_once_their_code_expired,
+    the_request_id_round_trips,
 );
 
 /// Queues `messages` (all of one user) the way a flow does: inside a user change.
@@ -583,4 +584,39 @@ async fn failed_bodies_are_erased_once_their_code_expired(fx: Fixture) {
         1
     );
     assert!(!body("notice").await.body.is_empty());
+}
+
+/// The id of the request that queued a message comes back wherever the message is read: by
+/// id, in the admin list and in the worker's claim; a message queued outside a request has
+/// none.
+async fn the_request_id_round_trips(fx: Fixture) {
+    seed(&fx).await;
+    let mut tagged = msg("t1", "u1", "m-req", 10);
+    tagged.request_id = Some("5f2c0a9e41b7d3c8".to_owned());
+    let untagged = msg("t1", "u1", "m-cli", 11);
+    queue(&fx, vec![tagged.clone(), untagged.clone()]).await;
+    assert_eq!(
+        fx.store.outbox_message(&mid("m-req")).await.unwrap(),
+        Some(tagged.clone())
+    );
+    assert_eq!(
+        fx.store
+            .outbox_message(&mid("m-cli"))
+            .await
+            .unwrap()
+            .unwrap()
+            .request_id,
+        None
+    );
+    let listed = fx.store.outbox_messages(None, 10).await.unwrap();
+    let tags: Vec<_> = listed.iter().map(|m| m.request_id.as_deref()).collect();
+    assert_eq!(tags, [Some("5f2c0a9e41b7d3c8"), None]);
+    let claimed = fx
+        .store
+        .claim_outbox(t(50), t(110), &[Channel::Email], 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["m-req", "m-cli"]);
+    assert_eq!(claimed[0].request_id.as_deref(), Some("5f2c0a9e41b7d3c8"));
+    assert_eq!(claimed[1].request_id, None);
 }

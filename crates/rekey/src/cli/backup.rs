@@ -32,9 +32,12 @@ pub async fn run(settings: &Settings, out: &Output, file: &Path) -> anyhow::Resu
         .map(|path| path.display().to_string())
         .collect();
     if !generated.is_empty() {
-        eprintln!(
-            "rekey: the keys are not in the backup; keep a copy of {} as well (they change only when rotated)",
-            generated.join(" and ")
+        crate::logging::notice(
+            settings.log_format,
+            &format!(
+                "the keys are not in the backup; keep a copy of {} as well (they change only when rotated)",
+                generated.join(" and ")
+            ),
         );
     }
     out.print(

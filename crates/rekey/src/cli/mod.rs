@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::app;
 use crate::config::{LogFormat, Settings};
+use crate::logging;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -172,22 +173,29 @@ enum OutboxCommand {
 const CLI_ACTOR: &str = "cli";
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
+    // Logging starts before the settings load, so that even a refused configuration is
+    // reported in the configured format (every stderr line JSON under `REKEY_LOG_FORMAT=json`).
+    let format = logging::early_format(cli.config.as_deref());
+    logging::init(format);
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
-            eprintln!("rekey: {err:#}");
+            logging::failure(format, &format!("{err:#}"));
             return ExitCode::from(2);
         }
     };
-    init_logging(settings.log_format);
+    let format = settings.log_format;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("rekey: cannot start the runtime: {err}");
+            logging::failure(format, &format!("cannot start the runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };
@@ -198,24 +206,29 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("rekey: {err:#}");
+            logging::failure(format, &format!("{err:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,h2=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == LogFormat::Json {
-        builder.json().init();
+/// A command line clap refuses: its usage message as clap prints it, or — under
+/// `REKEY_LOG_FORMAT=json` — one JSON error line. Help and version go to stdout as usual.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    // Help on a missing subcommand goes to stderr with exit 2: in JSON, an error line.
+    let is_output = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    );
+    let format = logging::early_format(None);
+    if is_output || format == LogFormat::Text {
+        let _ = err.print();
     } else {
-        builder.init();
+        logging::init(format);
+        logging::failure(format, &err.render());
     }
+    ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2))
 }
 
 fn core_err(err: rekey_core::Error) -> anyhow::Error {

@@ -13,6 +13,7 @@ mod deploy;
 mod dev_mail;
 mod harness;
 mod keys;
+mod logs;
 mod openapi;
 mod outage;
 mod replicas;
