@@ -129,6 +129,8 @@ fn face_error(path: &str, content_type: &str, err: Error) -> Response {
         faces::connect::error_response(&err)
     } else if faces::f5::is_f5_path(path) {
         faces::f5::F5Error(err).into_response()
+    } else if path.starts_with(faces::operations_api::PREFIX) {
+        faces::operations_api::OpsError(err).into_response()
     } else {
         RestError(err).into_response()
     }
