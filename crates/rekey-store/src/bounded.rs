@@ -22,9 +22,8 @@ use rekey_core::domain::{
 use rekey_core::domain::{CodeId, MessageId, TenantId, UserId};
 use rekey_core::ports::store::{
     AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxQuery, OutboxStore,
-    RateLimitHit,
-    RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage, UserSearch,
-    UserStore,
+    RateLimitHit, RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage,
+    UserSearch, UserStore,
 };
 
 /// A [`Store`](rekey_core::ports::store::Store) whose every operation ends within `limit`.

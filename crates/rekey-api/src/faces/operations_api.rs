@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http::request::Parts;
 use chrono::{DateTime, SecondsFormat, Utc};
+use http::request::Parts;
 use http::StatusCode;
 use rekey_core::domain::{Event, OutboxMessage, OutboxState};
 use rekey_core::flows::{Caller, EventQuery, OutboxListing, Retried, DEFAULT_PAGE, MAX_PAGE};
@@ -88,7 +88,10 @@ fn query<'k>(parts: &Parts, known: &[&'k str]) -> Result<Vec<(&'k str, String)>,
 }
 
 fn param(pairs: &[(&str, String)], name: &str) -> Option<String> {
-    pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    pairs
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.clone())
 }
 
 fn limit_param(pairs: &[(&str, String)]) -> Result<Option<u32>, Error> {
@@ -171,7 +174,10 @@ pub async fn list_outbox(state: AppState, request: Request) -> Response {
             };
             let page = state.rekey.outbox_for(&caller, &listing).await?;
             let messages: Vec<Value> = page.items.iter().map(outbox_json).collect();
-            Ok(with_cursor(json!({ "messages": messages }), page.next_cursor))
+            Ok(with_cursor(
+                json!({ "messages": messages }),
+                page.next_cursor,
+            ))
         }
         .await,
     )

@@ -10,9 +10,7 @@
 
 use serde_json::json;
 
-use crate::domain::{
-    Channel, Event, MessageId, MessageKind, NewEvent, OutboxMessage, OutboxState,
-};
+use crate::domain::{Channel, Event, MessageId, MessageKind, NewEvent, OutboxMessage, OutboxState};
 use crate::error::{Error, ErrorKind};
 use crate::flows::{Delivery, Rekey};
 use crate::ports::store::EventFilter;

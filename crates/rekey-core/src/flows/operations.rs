@@ -81,10 +81,7 @@ fn page_limit(limit: Option<u32>) -> Result<u32, Error> {
 }
 
 fn bad_cursor() -> Error {
-    Error::invalid(
-        "REKEY-Cursr",
-        "cursor is not one this listing handed out",
-    )
+    Error::invalid("REKEY-Cursr", "cursor is not one this listing handed out")
 }
 
 fn encode_cursor(parts: Value) -> String {

@@ -104,9 +104,10 @@ impl Rekey {
         }
         self.store_tenant_settings(actor, ip, &tenant.id, settings)
             .await?;
-        self.store.tenant(&tenant.id).await?.ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, "REKEY-TnNF", "Tenant not found")
-        })
+        self.store
+            .tenant(&tenant.id)
+            .await?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "REKEY-TnNF", "Tenant not found"))
     }
 
     async fn store_tenant_settings(

@@ -206,8 +206,14 @@ mod tests {
             // Read back by name, in the kind of value it takes.
             let read = &s.named()[setting.name];
             assert!(!read.is_null(), "{}", setting.name);
-            let text = read.as_str().map_or_else(|| read.to_string(), str::to_owned);
-            let expected = if setting.json_type() == "boolean" { "true" } else { value };
+            let text = read
+                .as_str()
+                .map_or_else(|| read.to_string(), str::to_owned);
+            let expected = if setting.json_type() == "boolean" {
+                "true"
+            } else {
+                value
+            };
             assert_eq!(text, expected, "{}", setting.name);
             s.assign(setting.name, " ").unwrap();
             assert_eq!(s, TenantSettings::default(), "{}", setting.name);
