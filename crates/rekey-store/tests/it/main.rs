@@ -11,6 +11,7 @@ mod codes;
 mod connect;
 mod harness;
 mod outbox;
+mod paging;
 mod postgres_tls;
 mod rate_limits;
 mod tenants;
