@@ -424,6 +424,32 @@ mod tests {
             crate::faces::f5::SEED_PREFIX
         )]["post"]
             .is_object());
+        // The operations API: parameters, body, answers and F5-style errors from its table line.
+        let outbox = &doc["paths"]["/rekey/v1/outbox"]["get"];
+        let params: Vec<&str> = outbox["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(params, ["state", "limit", "cursor"]);
+        assert_eq!(
+            outbox["responses"]["403"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/rekey.F5Error"
+        );
+        let events = &doc["paths"]["/rekey/v1/events"]["get"];
+        assert_eq!(events["parameters"].as_array().unwrap().len(), 5);
+        let patch = &doc["paths"]["/rekey/v1/tenants/{id}/settings"]["patch"];
+        let body = &patch["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(
+            body["properties"]["code.length"]["type"],
+            json!(["integer", "null"])
+        );
+        assert_eq!(body["additionalProperties"], false);
+        assert!(patch["responses"]["413"].is_object());
+        assert!(
+            doc["paths"]["/rekey/v1/outbox/{id}/retry"]["post"]["responses"]["429"].is_object()
+        );
         // Every $ref resolves.
         let text = doc.to_string();
         for part in text.split("\"#/components/schemas/").skip(1) {
