@@ -295,9 +295,18 @@ async fn every_route_answers_each_kind_of_token_as_spec_2_says(db: DbKind) {
     .await;
     assert_eq!(resp.ok()["code.length"], 10);
 
-    // Under the prefix, an unknown route is a 404 in the same shape.
+    // Under the prefix, an unknown route or method answers in the same shape.
     let resp = get(&app, "/rekey/v1/nothing-here", Auth::Bearer(&app.system)).await;
     assert_ops_error(&resp, 404, 5);
+    let resp = call(
+        &app,
+        reqwest::Method::DELETE,
+        "/rekey/v1/outbox",
+        Auth::Bearer(&app.system),
+        None,
+    )
+    .await;
+    assert_ops_error(&resp, 405, 12);
 }
 
 /// Follows `next_cursor` from `first` to the end; every row's `key` values, in order.
