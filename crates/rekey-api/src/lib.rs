@@ -134,6 +134,8 @@ fn face_error(path: &str, content_type: &str, err: Error) -> Response {
         faces::connect::error_response(&err)
     } else if faces::f5::is_f5_path(path) {
         faces::f5::F5Error(err).into_response()
+    } else if path.starts_with(faces::operations_api::PREFIX) {
+        faces::operations_api::OpsError(err).into_response()
     } else {
         RestError(err).into_response()
     }
@@ -147,14 +149,18 @@ async fn not_found(uri: http::Uri) -> Response {
     )
 }
 
-async fn method_not_allowed() -> Response {
+async fn method_not_allowed(uri: http::Uri) -> Response {
     // grpc-gateway answers a wrong method with UNIMPLEMENTED and status 405.
-    let mut response = RestError(Error::new(
+    let err = Error::new(
         rekey_core::ErrorKind::Unimplemented,
         "REKEY-Meth1",
         "Method not allowed",
-    ))
-    .into_response();
+    );
+    let mut response = if uri.path().starts_with(faces::operations_api::PREFIX) {
+        faces::operations_api::OpsError(err).into_response()
+    } else {
+        RestError(err).into_response()
+    };
     *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
     response
 }

@@ -19,7 +19,7 @@ use prost::Message;
 use rekey_core::Error;
 
 use crate::faces::zitadel::RequestMeta;
-use crate::faces::{f5, grpc, zitadel, zitadel_setup};
+use crate::faces::{f5, grpc, operations_api, zitadel, zitadel_setup};
 use crate::{json, ops, AppState};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -151,6 +151,7 @@ const ORG_V2: &str = "zitadel.org.v2.OrganizationService";
 const POST: Method = Method::POST;
 const GET: Method = Method::GET;
 const DELETE: Method = Method::DELETE;
+const PATCH: Method = Method::PATCH;
 
 /// Every ZITADEL RPC Rekey serves. `zitadel.user.v2.UserService` is also served as
 /// `zitadel.user.v2beta.UserService` (REST `/v2beta/…`) by the same operations: the messages
@@ -234,7 +235,7 @@ pub fn services() -> Vec<&'static str> {
 }
 
 /// What a route without a proto is, for its documentation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum RouteKind {
     /// An F5 route; `authenticated` false for `no_auth`; `body` the JSON members it reads.
     F5 {
@@ -243,6 +244,11 @@ pub enum RouteKind {
     },
     /// Liveness or readiness: no authentication, JSON status body.
     Health,
+    /// An operations-API route (`/rekey/v1/…`): admin tokens, F5-style errors; `doc` says
+    /// what its OpenAPI entry holds besides.
+    Admin {
+        doc: fn() -> operations_api::RouteDoc,
+    },
 }
 
 /// A route of [`HTTP_ROUTES`].
@@ -254,14 +260,19 @@ pub struct HttpRoute {
     pub handler: fn(AppState, Request) -> BoxFuture<Response>,
 }
 
-/// The F5 routes (SPEC §4; each also under [`f5::SEED_PREFIX`], see [`http_routes`]) and the
-/// unauthenticated operations routes.
+/// The F5 routes (SPEC §4; each also under [`f5::SEED_PREFIX`], see [`http_routes`]), the
+/// operations API (SPEC §11, [`operations_api`]) and the unauthenticated operations routes.
 #[rustfmt::skip]
 pub static HTTP_ROUTES: &[HttpRoute] = &[
     HttpRoute { method: POST, path: "/api/web/custom/password/admin_reset", summary: "Email a user a password reset link (ResetPasswordByAdmin)", kind: RouteKind::F5 { authenticated: true, body: &["email"] }, handler: |s, r| Box::pin(f5::admin_reset(s, r)) },
     HttpRoute { method: POST, path: "/api/web/custom/namespaces/{namespace}/send_password_email", summary: "Deprecated twin of admin_reset; namespace must be \"system\"", kind: RouteKind::F5 { authenticated: true, body: &["email", "namespace"] }, handler: |s, r| Box::pin(f5::send_password_email(s, r)) },
     HttpRoute { method: POST, path: "/no_auth/send_password_email", summary: "Onboarding / self-service reset by cname and email; same answer whether or not they exist", kind: RouteKind::F5 { authenticated: false, body: &["cname", "email"] }, handler: |s, r| Box::pin(f5::no_auth_send_password_email(s, r)) },
     HttpRoute { method: POST, path: "/api/web/custom/password/reset", summary: "Email the calling user a reset link", kind: RouteKind::F5 { authenticated: true, body: &[] }, handler: |s, r| Box::pin(f5::self_service_reset(s, r)) },
+    HttpRoute { method: GET, path: "/rekey/v1/outbox", summary: "Outbox messages, oldest first, paged (no body, no code)", kind: RouteKind::Admin { doc: operations_api::outbox_doc }, handler: |s, r| Box::pin(operations_api::list_outbox(s, r)) },
+    HttpRoute { method: POST, path: "/rekey/v1/outbox/{id}/retry", summary: "Retry a failed message: requeued as it is, or reissued with a fresh code", kind: RouteKind::Admin { doc: operations_api::retry_doc }, handler: |s, r| Box::pin(operations_api::retry_outbox(s, r)) },
+    HttpRoute { method: GET, path: "/rekey/v1/events", summary: "The audit trail, oldest first, paged", kind: RouteKind::Admin { doc: operations_api::events_doc }, handler: |s, r| Box::pin(operations_api::list_events(s, r)) },
+    HttpRoute { method: GET, path: "/rekey/v1/tenants/{id}/settings", summary: "A tenant's settings by their CLI names", kind: RouteKind::Admin { doc: operations_api::get_settings_doc }, handler: |s, r| Box::pin(operations_api::get_settings(s, r)) },
+    HttpRoute { method: PATCH, path: "/rekey/v1/tenants/{id}/settings", summary: "Set or unset (null) a tenant's settings by their CLI names", kind: RouteKind::Admin { doc: operations_api::patch_settings_doc }, handler: |s, r| Box::pin(operations_api::patch_settings(s, r)) },
     HttpRoute { method: GET, path: "/healthz", summary: "Liveness: the process is up", kind: RouteKind::Health, handler: |s, r| Box::pin(ops::healthz(s, r)) },
     HttpRoute { method: GET, path: "/readyz", summary: "Readiness: the database is reachable and migrated (503 otherwise)", kind: RouteKind::Health, handler: |s, r| Box::pin(ops::readyz(s, r)) },
 ];

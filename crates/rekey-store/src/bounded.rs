@@ -21,9 +21,9 @@ use rekey_core::domain::{
 };
 use rekey_core::domain::{CodeId, MessageId, TenantId, TokenId, UserId};
 use rekey_core::ports::store::{
-    AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxStore, RateLimitHit,
-    RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage, UserSearch,
-    UserStore,
+    AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxQuery, OutboxStore,
+    RateLimitHit, RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage,
+    UserSearch, UserStore,
 };
 
 /// A [`Store`](rekey_core::ports::store::Store) whose every operation ends within `limit`.
@@ -266,6 +266,20 @@ impl<S: OutboxStore> OutboxStore for Bounded<S> {
 
     async fn outbox_message(&self, id: &MessageId) -> Result<Option<OutboxMessage>, StoreError> {
         self.run("outbox message", self.inner.outbox_message(id))
+            .await
+    }
+
+    async fn outbox_page(&self, query: &OutboxQuery) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.run("outbox page", self.inner.outbox_page(query)).await
+    }
+
+    async fn requeue_outbox(
+        &self,
+        id: &MessageId,
+        now: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<Option<TenantId>, StoreError> {
+        self.run("requeue outbox", self.inner.requeue_outbox(id, now, event))
             .await
     }
 

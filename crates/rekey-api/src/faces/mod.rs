@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod f5;
 pub mod grpc;
+pub mod operations_api;
 pub mod zitadel;
 pub mod zitadel_rest;
 pub mod zitadel_setup;

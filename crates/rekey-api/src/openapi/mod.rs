@@ -14,6 +14,7 @@ use http::{header, HeaderValue};
 use serde_json::{json, Map, Value};
 
 use crate::error::ERROR_DETAIL_TYPE;
+use crate::faces::operations_api::RouteDoc;
 use crate::operations::{self, RouteKind};
 use crate::AppState;
 use schema::{Descriptors, Flavor, Generator};
@@ -124,6 +125,7 @@ pub fn document() -> Value {
                 body,
             } => f5_operation(&path, route.summary, authenticated, body),
             RouteKind::Health => health_operation(route.summary),
+            RouteKind::Admin { doc } => admin_operation(route.summary, doc()),
         };
         add(&mut paths, &path, route.method.as_str(), operation);
     }
@@ -278,6 +280,41 @@ fn f5_operation(path: &str, summary: &str, authenticated: bool, body: &[&str]) -
     operation
 }
 
+/// An operations-API route: admin tokens in either scheme, F5-style errors.
+fn admin_operation(summary: &str, doc: RouteDoc) -> Value {
+    let always = [400, 401, 403, 404, 500, 503, 504];
+    let mut responses = error_responses("rekey.F5Error", |s| {
+        always.contains(&s) || doc.more_errors.contains(&s)
+    });
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "Success",
+            "content": { "application/json": { "schema": doc.answer } },
+        }),
+    );
+    let mut operation = json!({
+        "operationId": doc.operation_id,
+        "tags": ["Operations API"],
+        "summary": summary,
+        "description": "Admin tokens: `system` sees every tenant, `tenant_admin` only its own \
+            (another tenant's message or tenant answers 404, as a missing one); a `user` token \
+            gets 403. Errors: `{\"code\":n,\"message\":\"…\",\"details\":[]}`.",
+        "security": [{ "bearer": [] }, { "apiToken": [] }],
+        "responses": responses,
+    });
+    if !doc.parameters.is_empty() {
+        operation["parameters"] = Value::Array(doc.parameters);
+    }
+    if let Some(body) = doc.body {
+        operation["requestBody"] = json!({
+            "required": true,
+            "content": { "application/json": { "schema": body } },
+        });
+    }
+    operation
+}
+
 fn health_operation(summary: &str) -> Value {
     let body = json!({ "application/json": { "schema": {
         "type": "object",
@@ -323,7 +360,7 @@ fn rest_error_schema() -> Value {
 fn f5_error_schema() -> Value {
     json!({
         "type": "object",
-        "description": "F5's grpc-gateway error (SPEC §4).",
+        "description": "F5's grpc-gateway error (SPEC §4), also the operations API's (SPEC §11).",
         "required": ["code", "message", "details"],
         "properties": {
             "code": { "type": "integer", "description": "gRPC status code" },
@@ -387,6 +424,32 @@ mod tests {
             crate::faces::f5::SEED_PREFIX
         )]["post"]
             .is_object());
+        // The operations API: parameters, body, answers and F5-style errors from its table line.
+        let outbox = &doc["paths"]["/rekey/v1/outbox"]["get"];
+        let params: Vec<&str> = outbox["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(params, ["state", "limit", "cursor"]);
+        assert_eq!(
+            outbox["responses"]["403"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/rekey.F5Error"
+        );
+        let events = &doc["paths"]["/rekey/v1/events"]["get"];
+        assert_eq!(events["parameters"].as_array().unwrap().len(), 5);
+        let patch = &doc["paths"]["/rekey/v1/tenants/{id}/settings"]["patch"];
+        let body = &patch["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(
+            body["properties"]["code.length"]["type"],
+            json!(["integer", "null"])
+        );
+        assert_eq!(body["additionalProperties"], false);
+        assert!(patch["responses"]["413"].is_object());
+        assert!(
+            doc["paths"]["/rekey/v1/outbox/{id}/retry"]["post"]["responses"]["429"].is_object()
+        );
         // Every $ref resolves.
         let text = doc.to_string();
         for part in text.split("\"#/components/schemas/").skip(1) {

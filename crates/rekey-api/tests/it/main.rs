@@ -11,6 +11,7 @@ mod helpers;
 mod list_users;
 mod management_v1;
 mod openapi;
+mod operations_api;
 mod outbox_retry;
 mod pages;
 mod password_reset;

@@ -43,7 +43,7 @@ async fn every_documented_route_is_served(db: DbKind) {
     for (path, route) in operations::http_routes() {
         served.insert((route.method.to_string(), path));
     }
-    assert_eq!(HTTP_ROUTES.len(), 6);
+    assert_eq!(HTTP_ROUTES.len(), 11);
     served.insert(("GET".into(), "/openapi.json".into()));
     assert_eq!(served, documented);
 
@@ -52,7 +52,8 @@ async fn every_documented_route_is_served(db: DbKind) {
     for (method, path) in &documented {
         let concrete = path
             .replace("{user_id}", "1")
-            .replace("{namespace}", "system");
+            .replace("{namespace}", "system")
+            .replace("{id}", "1");
         let request = app
             .client
             .request(method.parse().unwrap(), app.url(&concrete))

@@ -102,6 +102,17 @@ async fn a_still_good_message_is_requeued_as_it_is(db: DbKind) {
         .await
         .unwrap();
     assert_eq!(retried, Retried::Requeued { id: id.clone() });
+    // The CLI's retry is audited as the operations route's is (one flow).
+    let events = app.events().await;
+    let event = events
+        .iter()
+        .find(|e| e.kind == "outbox.message.retried")
+        .expect("the requeue's event");
+    assert_eq!(
+        (event.actor.as_str(), event.aggregate_id.as_str()),
+        ("test", app.t1.id.as_str())
+    );
+    assert_eq!(event.payload["message_id"], id.as_str());
     let row = app.store().outbox_message(&id).await.unwrap().unwrap();
     assert_eq!(row.state, OutboxState::Pending);
     assert_eq!(row.body, parked.body);

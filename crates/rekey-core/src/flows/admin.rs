@@ -1,13 +1,16 @@
-//! The operator's flows (CLI and operations routes): readiness, the outbox and the audit
-//! trail. They take no [`crate::Caller`]: whoever reaches them is already trusted, and the
-//! actor named in the audit trail is passed in.
+//! The operator's flows (CLI): readiness, the outbox and the audit trail. They take no
+//! [`crate::flows::Caller`]: whoever reaches them is already trusted, and the actor named in
+//! the audit trail is passed in. The operations routes reach the same flows through
+//! `flows/operations.rs`, which scopes them to the calling token.
 //!
 //! An admin's retry of a parked (failed) outbox message (SPEC §11): a message whose sealed
 //! body is still usable goes back to the queue as it is (same Message-ID); one whose body was
 //! erased or whose code has expired is never resent dead: the user gets a fresh code in a new
 //! message, as if reset again.
 
-use crate::domain::{Channel, Event, MessageId, MessageKind, OutboxMessage, OutboxState};
+use serde_json::json;
+
+use crate::domain::{Channel, Event, MessageId, MessageKind, NewEvent, OutboxMessage, OutboxState};
 use crate::error::{Error, ErrorKind};
 use crate::flows::{Delivery, Rekey};
 use crate::ports::store::EventFilter;
@@ -22,7 +25,7 @@ pub enum Retried {
     Reissued { id: MessageId },
 }
 
-fn not_found() -> Error {
+pub(crate) fn outbox_not_found() -> Error {
     Error::new(
         ErrorKind::NotFound,
         "REKEY-ObNF",
@@ -54,31 +57,61 @@ impl Rekey {
         Ok(self.store.outbox_message(&id).await?)
     }
 
-    /// The audit trail: events in order of time (then sequence), oldest first.
+    /// The audit trail, oldest first (time, tenant, aggregate, sequence).
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, Error> {
         Ok(self.store.events(filter).await?)
     }
 
-    /// Retries the failed message `id` on behalf of `actor` (who appears in the audit trail).
-    /// `id` is as the operator typed it: one that is no valid id (empty, too long) is "not
-    /// found" like any id that names no failed message, never a format error (SPEC §1).
+    /// Retries the failed message `id` on behalf of `actor` (who appears in the audit trail):
+    /// the CLI's `rekey outbox retry`. `id` is as the operator typed it: one that is no valid id
+    /// (empty, too long) is "not found" like any id that names no failed message, never a
+    /// format error (SPEC §1). The operations route goes through the same
+    /// [`Rekey::retry_failed_message`], scoped to its caller ([`Rekey::retry_outbox_for`]).
     pub async fn retry_outbox_message(&self, actor: &str, id: &str) -> Result<Retried, Error> {
-        let id = MessageId::parse(id).map_err(|_| not_found())?;
-        let message = self
-            .store
+        let message = self.failed_message(id).await?;
+        self.retry_failed_message(actor, None, message).await
+    }
+
+    /// The failed message with this id, in any tenant.
+    pub(crate) async fn failed_message(&self, id: &str) -> Result<OutboxMessage, Error> {
+        let id = MessageId::parse(id).map_err(|_| outbox_not_found())?;
+        self.store
             .outbox_message(&id)
             .await?
             .filter(|m| m.state == OutboxState::Failed)
-            .ok_or_else(not_found)?;
+            .ok_or_else(outbox_not_found)
+    }
+
+    /// The one retry (CLI and operations route): requeued as it is, with an
+    /// `outbox.message.retried` event on the tenant, or reissued with a fresh code (whose
+    /// `user.password.code.added` event names the actor and address).
+    pub(crate) async fn retry_failed_message(
+        &self,
+        actor: &str,
+        ip: Option<String>,
+        message: OutboxMessage,
+    ) -> Result<Retried, Error> {
+        let id = message.id.clone();
         let now = self.now();
         let usable = !message.body.is_empty()
             && message.recipient.is_some()
             && message.body_expires_at.is_none_or(|at| at > now);
         if usable {
-            return if self.store.retry_outbox(&id, now).await? {
-                Ok(Retried::Requeued { id })
-            } else {
-                Err(not_found())
+            let event = NewEvent {
+                kind: "outbox.message.retried",
+                actor: actor.to_owned(),
+                ip,
+                payload: json!({
+                    "message_id": id,
+                    "user_id": message.user_id,
+                    "channel": message.channel.as_str(),
+                    "kind": message.kind.as_str(),
+                    "outcome": "requeued",
+                }),
+            };
+            return match self.store.requeue_outbox(&id, now, &event).await? {
+                Some(_) => Ok(Retried::Requeued { id }),
+                None => Err(outbox_not_found()),
             };
         }
         if message.kind == MessageKind::PasswordChanged {
@@ -111,7 +144,7 @@ impl Rekey {
             url_template: None,
         };
         let issued = self
-            .issue_code_by(actor.to_owned(), None, &user, delivery)
+            .issue_code_by(actor.to_owned(), ip, &user, delivery)
             .await?;
         let id = issued.message_id.ok_or_else(Error::internal)?;
         Ok(Retried::Reissued { id })

@@ -14,6 +14,7 @@ use crate::ports::{Clock, Random, Store};
 
 mod access;
 mod admin;
+mod operations;
 mod password;
 mod reset;
 mod tenants;
@@ -22,6 +23,7 @@ mod users;
 
 pub use access::Caller;
 pub use admin::Retried;
+pub use operations::{EventQuery, OutboxListing, Page, DEFAULT_PAGE, MAX_PAGE};
 pub use password::{SetPassword, Verification};
 pub use reset::{Delivery, ResetIssued};
 pub use tokens::{IssuedToken, ListedTokens, TokenRevoked};

@@ -77,11 +77,51 @@ impl Rekey {
         tenant: &TenantId,
         settings: TenantSettings,
     ) -> Result<(), Error> {
+        self.store_tenant_settings(actor, None, tenant, settings)
+            .await
+    }
+
+    /// Changes the named settings of a tenant (`rekey tenant set` and the operations route
+    /// alike): each `(name, value)` goes through the one mapping
+    /// ([`TenantSettings::assign`]); `None` (or an empty value) unsets the setting. Every
+    /// change is checked before any is stored; a refused one changes nothing. The tenant as
+    /// stored afterwards.
+    pub async fn change_tenant_settings(
+        &self,
+        actor: &str,
+        ip: Option<String>,
+        tenant: &Tenant,
+        changes: &[(String, Option<String>)],
+    ) -> Result<Tenant, Error> {
+        if changes.is_empty() {
+            return Ok(tenant.clone());
+        }
+        let mut settings = tenant.settings.clone();
+        for (name, value) in changes {
+            settings
+                .assign(name, value.as_deref().unwrap_or(""))
+                .map_err(|err| Error::invalid("REKEY-TnSet", err.to_string()))?;
+        }
+        self.store_tenant_settings(actor, ip, &tenant.id, settings)
+            .await?;
+        self.store
+            .tenant(&tenant.id)
+            .await?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "REKEY-TnNF", "Tenant not found"))
+    }
+
+    async fn store_tenant_settings(
+        &self,
+        actor: &str,
+        ip: Option<String>,
+        tenant: &TenantId,
+        settings: TenantSettings,
+    ) -> Result<(), Error> {
         validate_settings(&settings)?;
         let event = NewEvent {
             kind: "tenant.settings.changed",
             actor: actor.to_owned(),
-            ip: None,
+            ip,
             payload: serde_json::to_value(&settings).map_err(|_| Error::internal())?,
         };
         Ok(self
@@ -89,6 +129,7 @@ impl Rekey {
             .update_tenant_settings(tenant, &settings, self.now(), &event)
             .await?)
     }
+
     /// ZITADEL v2 `AddOrganization`: a new tenant (cname derived from the name) with its
     /// human admins created as users of it. System principals only.
     pub async fn add_organization(

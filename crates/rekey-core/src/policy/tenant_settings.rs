@@ -148,6 +148,45 @@ impl TenantSettings {
     }
 }
 
+impl TenantSetting {
+    /// The kind of value the setting takes, as a JSON Schema `type` (for documentation).
+    pub fn json_type(&self) -> &'static str {
+        match self.field {
+            Field::Number(_) | Field::Seconds(_) => "integer",
+            Field::Flag(_) => "boolean",
+            Field::Alphabet(_) | Field::Text(..) => "string",
+        }
+    }
+
+    /// The setting's value in `settings` as JSON (a number, boolean or string), `null` when
+    /// unset (the instance default applies).
+    pub fn value(&self, settings: &TenantSettings) -> serde_json::Value {
+        use serde_json::Value;
+        // The table holds writers only; reading goes through a copy.
+        let mut copy = settings.clone();
+        match self.field {
+            Field::Number(field) => (*field(&mut copy)).map_or(Value::Null, Value::from),
+            Field::Seconds(field) => (*field(&mut copy)).map_or(Value::Null, Value::from),
+            Field::Flag(field) => (*field(&mut copy)).map_or(Value::Null, Value::from),
+            Field::Alphabet(field) => (*field(&mut copy))
+                .and_then(|a| serde_json::to_value(a).ok())
+                .unwrap_or(Value::Null),
+            Field::Text(field, _) => field(&mut copy).take().map_or(Value::Null, Value::from),
+        }
+    }
+}
+
+impl TenantSettings {
+    /// Every setting by its name ([`TENANT_SETTINGS`]), `null` when unset: the settings object
+    /// of the operations API.
+    pub fn named(&self) -> serde_json::Map<String, serde_json::Value> {
+        TENANT_SETTINGS
+            .iter()
+            .map(|s| (s.name.to_owned(), s.value(self)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +203,18 @@ mod tests {
             let mut s = TenantSettings::default();
             s.assign(setting.name, value).unwrap();
             assert_ne!(s, TenantSettings::default(), "{}", setting.name);
+            // Read back by name, in the kind of value it takes.
+            let read = &s.named()[setting.name];
+            assert!(!read.is_null(), "{}", setting.name);
+            let text = read
+                .as_str()
+                .map_or_else(|| read.to_string(), str::to_owned);
+            let expected = if setting.json_type() == "boolean" {
+                "true"
+            } else {
+                value
+            };
+            assert_eq!(text, expected, "{}", setting.name);
             s.assign(setting.name, " ").unwrap();
             assert_eq!(s, TenantSettings::default(), "{}", setting.name);
         }

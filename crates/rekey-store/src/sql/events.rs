@@ -61,8 +61,19 @@ impl<DB: SqlBackend> AuditLog for SqlStore<DB> {
         if filter.since.is_some() {
             condition("at >=");
         }
+        if filter.after.is_some() {
+            // Keyset paging: a row-value comparison in the listing's order (both databases).
+            n += 4;
+            sql.push_str(&format!(
+                " AND (at, tenant_id, aggregate_id, sequence) > (${}, ${}, ${}, ${})",
+                n - 3,
+                n - 2,
+                n - 1,
+                n
+            ));
+        }
         sql.push_str(&format!(
-            " ORDER BY at, sequence, tenant_id, aggregate_id LIMIT ${}",
+            " ORDER BY at, tenant_id, aggregate_id, sequence LIMIT ${}",
             n + 1
         ));
         let mut query = Self::query(&sql);
@@ -74,6 +85,13 @@ impl<DB: SqlBackend> AuditLog for SqlStore<DB> {
         }
         if let Some(since) = filter.since {
             query = query.bind(micros(since));
+        }
+        if let Some(after) = &filter.after {
+            query = query
+                .bind(micros(after.at))
+                .bind(after.tenant_id.as_str().to_owned())
+                .bind(after.aggregate_id.clone())
+                .bind(i64::try_from(after.sequence).unwrap_or(i64::MAX));
         }
         let rows = query
             .bind(limit(filter.limit))

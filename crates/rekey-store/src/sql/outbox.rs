@@ -3,9 +3,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rekey_core::domain::{Channel, OutboxMessage, OutboxState};
+use rekey_core::domain::{Channel, NewEvent, OutboxMessage, OutboxState};
 use rekey_core::domain::{MessageId, TenantId};
-use rekey_core::ports::store::{OutboxStore, StoreError};
+use rekey_core::ports::store::{OutboxQuery, OutboxStore, StoreError};
 
 use super::backend::{SqlBackend, Stmt};
 use super::rows::{OutboxRow, OUTBOX_COLUMNS};
@@ -116,6 +116,101 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
         row.as_ref()
             .map(Self::decode::<OutboxRow, OutboxMessage>)
             .transpose()
+    }
+
+    async fn outbox_page(&self, query: &OutboxQuery) -> Result<Vec<OutboxMessage>, StoreError> {
+        // Only the conditions given are written; `$n` are numbered in the order of the binds.
+        let mut sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE 1 = 1");
+        let mut n = 0;
+        if query.state.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND state = ${n}"));
+        }
+        if query.tenant_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND tenant_id = ${n}"));
+        }
+        if query.after.is_some() {
+            n += 3;
+            sql.push_str(&format!(
+                " AND (created_at, tenant_id, id) > (${}, ${}, ${})",
+                n - 2,
+                n - 1,
+                n
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at, tenant_id, id LIMIT ${}",
+            n + 1
+        ));
+        let mut statement = Self::query(&sql);
+        if let Some(state) = query.state {
+            statement = statement.bind(state.as_str().to_owned());
+        }
+        if let Some(tenant) = &query.tenant_id {
+            statement = statement.bind(tenant.as_str().to_owned());
+        }
+        if let Some(after) = &query.after {
+            statement = statement
+                .bind(micros(after.created_at))
+                .bind(after.tenant_id.as_str().to_owned())
+                .bind(after.id.as_str().to_owned());
+        }
+        let rows = statement
+            .bind(limit(query.limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| db_error("outbox page", e))?;
+        rows.iter()
+            .map(Self::decode::<OutboxRow, OutboxMessage>)
+            .collect()
+    }
+
+    async fn requeue_outbox(
+        &self,
+        id: &MessageId,
+        now: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<Option<TenantId>, StoreError> {
+        const OP: &str = "requeue outbox message";
+        let mut tx = self.begin_write(OP).await?;
+        let result = async {
+            let Some(row) = Self::query(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+                 last_error = NULL WHERE id = $2 AND state = 'failed' RETURNING tenant_id",
+            )
+            .bind(micros(now))
+            .bind(id.as_str().to_owned())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| db_error(OP, e))?
+            else {
+                return Ok(None);
+            };
+            let tenant: String = Self::get(&row, "tenant_id")?;
+            let tenant = TenantId::from_trusted(tenant);
+            // The tenant's events are numbered under the tenant row's lock, as a settings
+            // change numbers them (a no-op UPDATE takes it on PostgreSQL; SQLite's write
+            // transaction is already exclusive).
+            Self::query("UPDATE tenants SET change_date = change_date WHERE id = $1")
+                .bind(tenant.as_str().to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(OP, e))?;
+            let row = Self::query(
+                "SELECT COALESCE(MAX(sequence), 0) AS last FROM events \
+                 WHERE tenant_id = $1 AND aggregate_id = $1",
+            )
+            .bind(tenant.as_str().to_owned())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| db_error(OP, e))?;
+            let last: i64 = Self::get(&row, "last")?;
+            Self::insert_event(&mut tx, &tenant, tenant.as_str(), last + 1, now, event).await?;
+            Ok(Some(tenant))
+        }
+        .await;
+        Self::finish(OP, tx, result).await
     }
 
     async fn claim_outbox(

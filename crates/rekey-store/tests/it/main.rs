@@ -12,6 +12,7 @@ mod connect;
 mod erasure;
 mod harness;
 mod outbox;
+mod paging;
 mod postgres_tls;
 mod rate_limits;
 mod retention;

@@ -32,6 +32,7 @@ pub async fn show(
         tenant_id,
         aggregate_id: user,
         since,
+        after: None,
         limit: 10_000,
     };
     let events = rekey.events(&filter).await.map_err(core_err)?;

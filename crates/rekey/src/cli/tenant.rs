@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use rekey_core::domain::Cname;
-use rekey_core::domain::{Tenant, TenantSettings};
+use rekey_core::domain::Tenant;
+#[cfg(test)]
+use rekey_core::domain::TenantSettings;
 use rekey_core::flows::Rekey;
 use serde_json::{json, Value};
 
@@ -19,7 +21,8 @@ pub async fn add(rekey: &Rekey, out: &Output, name: &str, cname: &str) -> anyhow
     Ok(())
 }
 
-/// `rekey tenant set TENANT KEY=VALUE…`: every assignment is checked before any is stored.
+/// `rekey tenant set TENANT KEY=VALUE…`: every assignment is checked before any is stored,
+/// by the same flow as `PATCH /rekey/v1/tenants/{id}/settings` (an empty value unsets).
 pub async fn set(
     rekey: &Rekey,
     out: &Output,
@@ -27,16 +30,12 @@ pub async fn set(
     assignments: &[String],
 ) -> anyhow::Result<()> {
     let tenant = rekey.tenant_by_ref(tenant).await.map_err(core_err)?;
-    let mut settings = tenant.settings.clone();
-    for assignment in assignments {
-        apply_setting(&mut settings, assignment)?;
-    }
-    rekey
-        .set_tenant_settings(CLI_ACTOR, &tenant.id, settings)
-        .await
-        .map_err(core_err)?;
+    let changes = assignments
+        .iter()
+        .map(|a| parse_assignment(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let tenant = rekey
-        .tenant_by_ref(tenant.id.as_str())
+        .change_tenant_settings(CLI_ACTOR, None, &tenant, &changes)
         .await
         .map_err(core_err)?;
     out.print(tenant.id.as_str(), tenant_json(&tenant));
@@ -51,13 +50,19 @@ pub async fn show(rekey: &Rekey, tenant: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `key=value` for `rekey tenant set`; an empty value resets the key. The names and how each
-/// value is read are the core's ([`TenantSettings::assign`]).
-fn apply_setting(settings: &mut TenantSettings, assignment: &str) -> anyhow::Result<()> {
+/// `key=value` for `rekey tenant set`: (key, value), an empty value unsetting the key. The
+/// names and how each value is read are the core's ([`TenantSettings::assign`]).
+fn parse_assignment(assignment: &str) -> anyhow::Result<(String, Option<String>)> {
     let (key, value) = assignment
         .split_once('=')
         .with_context(|| format!("{assignment:?} is not KEY=VALUE"))?;
-    Ok(settings.assign(key, value)?)
+    Ok((key.to_owned(), Some(value.to_owned())))
+}
+
+#[cfg(test)]
+fn apply_setting(settings: &mut TenantSettings, assignment: &str) -> anyhow::Result<()> {
+    let (key, value) = parse_assignment(assignment)?;
+    Ok(settings.assign(&key, value.as_deref().unwrap_or(""))?)
 }
 
 fn tenant_json(t: &Tenant) -> Value {

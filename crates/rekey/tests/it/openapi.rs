@@ -67,8 +67,9 @@ async fn the_served_document_is_valid_and_the_service_conforms_to_it() {
     let schemathesis = tool("schemathesis");
     let install = Install::new(DbKind::Sqlite).await;
     install.add_tenant("Acme", "acme");
-    // Real users, so generated calls also reach the operations past "user not found" (and
-    // their successful answers are checked against the document).
+    // Real users (and the tenant, by cname, for the operations API's settings routes), so
+    // generated calls also reach the operations past "not found" (and their successful
+    // answers are checked against the document).
     let users: Vec<String> = ["ada", "bob", "cy"]
         .iter()
         .map(|name| {
@@ -105,8 +106,10 @@ async fn the_served_document_is_valid_and_the_service_conforms_to_it() {
     std::fs::write(
         &config,
         format!(
-            "{}\n[dictionaries.users]\nvalues = {users:?}\n\n[parameters]\n\
-             \"path.user_id\" = {{ dictionary = \"users\", probability = 0.5 }}\n",
+            "{}\n[dictionaries.users]\nvalues = {users:?}\n\n\
+             [dictionaries.tenants]\nvalues = [\"acme\"]\n\n[parameters]\n\
+             \"path.user_id\" = {{ dictionary = \"users\", probability = 0.5 }}\n\
+             \"path.id\" = {{ dictionary = \"tenants\", probability = 0.5 }}\n",
             std::fs::read_to_string(&committed).unwrap()
         ),
     )
@@ -164,6 +167,15 @@ async fn the_served_document_is_valid_and_the_service_conforms_to_it() {
     assert!(
         reached > 0,
         "no generated call succeeded on a real user: successful answers went unchecked"
+    );
+    let settings = log
+        .lines()
+        .filter(|l| l.contains("/rekey/v1/tenants/acme/settings"))
+        .filter(|l| l.contains("status") && (l.contains("=200 ") || l.contains("m200 ")))
+        .count();
+    assert!(
+        settings > 0,
+        "no generated call read or changed the real tenant's settings"
     );
 }
 

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::{CodeId, TenantId, UserId};
-use crate::domain::{NewEvent, OutboxMessage, User, UserState};
+use crate::domain::ids::{CodeId, MessageId, TenantId, UserId};
+use crate::domain::{NewEvent, OutboxMessage, OutboxState, User, UserState};
 
 /// A fixed-window rate-limit counter hit. The key is built from the input (never from whether
 /// an account exists); the window starts at `at` rounded down to a multiple of `window_secs`.
@@ -126,12 +126,70 @@ pub enum AttemptReservation {
     Gone,
 }
 
+/// Which events to read: all conditions given must hold. Events come in the order of
+/// [`EventKey`] — time, then tenant, aggregate and sequence — which is also the order of keyset
+/// paging: `after` starts the page just past the event with that key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     pub tenant_id: Option<TenantId>,
     pub aggregate_id: Option<String>,
     pub since: Option<DateTime<Utc>>,
+    /// Only events ordered after this key (the last of the previous page).
+    pub after: Option<EventKey>,
+    /// Most events returned; 0: no limit.
     pub limit: u32,
+}
+
+/// Where an event stands in the audit trail's order: unique (the primary key plus the time),
+/// and stable under inserts, since new events carry the current time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey {
+    pub at: DateTime<Utc>,
+    pub tenant_id: TenantId,
+    pub aggregate_id: String,
+    pub sequence: u64,
+}
+
+impl EventKey {
+    pub fn of(event: &crate::domain::Event) -> Self {
+        Self {
+            at: event.at,
+            tenant_id: event.tenant_id.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
+        }
+    }
+}
+
+/// A page of outbox messages, oldest first (created, then tenant, then id), for the admin
+/// listing: keyset paging like [`EventFilter`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxQuery {
+    pub state: Option<OutboxState>,
+    /// Only this tenant's messages (a tenant admin's view).
+    pub tenant_id: Option<TenantId>,
+    /// Only messages ordered after this key (the last of the previous page).
+    pub after: Option<OutboxKey>,
+    /// Most messages returned; 0: no limit.
+    pub limit: u32,
+}
+
+/// Where a message stands in the outbox listing's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxKey {
+    pub created_at: DateTime<Utc>,
+    pub tenant_id: TenantId,
+    pub id: MessageId,
+}
+
+impl OutboxKey {
+    pub fn of(message: &OutboxMessage) -> Self {
+        Self {
+            created_at: message.created_at,
+            tenant_id: message.tenant_id.clone(),
+            id: message.id.clone(),
+        }
+    }
 }
 
 /// How a text condition of a user search compares (ZITADEL's `TextQueryMethod`).

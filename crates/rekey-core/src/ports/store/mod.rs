@@ -15,8 +15,8 @@ use crate::error::Error;
 mod commands;
 
 pub use commands::{
-    AttemptReservation, EventFilter, NewResetCode, PasswordChange, RateLimitHit, TextMatch,
-    UserChange, UserFilter, UserPage, UserSearch,
+    AttemptReservation, EventFilter, EventKey, NewResetCode, OutboxKey, OutboxQuery,
+    PasswordChange, RateLimitHit, TextMatch, UserChange, UserFilter, UserPage, UserSearch,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +193,7 @@ pub trait RateLimitStore: Send + Sync {
 /// so this port reads them, and deletes those past the retention window.
 #[async_trait]
 pub trait AuditLog: Send + Sync {
-    /// Events in order of time (then sequence), oldest first.
+    /// Events oldest first, in the order of [`EventKey`] (time, tenant, aggregate, sequence).
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
     /// Deletes up to `limit` of the oldest events from before `before`, in one short write
     /// transaction; how many. Retention calls it in batches until fewer than `limit` go.
@@ -216,6 +216,17 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     /// The outbox message with this id (any tenant, any state).
     async fn outbox_message(&self, id: &MessageId) -> Result<Option<OutboxMessage>, StoreError>;
+    /// A page of the admin listing: messages in the order of [`OutboxKey`] (oldest first).
+    async fn outbox_page(&self, query: &OutboxQuery) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// [`OutboxStore::retry_outbox`] with its audit `event`, appended to the message's tenant
+    /// (the tenant aggregate) in the same transaction. The message's tenant when it was failed
+    /// and is now pending; `None` when no failed message has this id.
+    async fn requeue_outbox(
+        &self,
+        id: &MessageId,
+        now: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<Option<TenantId>, StoreError>;
 
     // --- delivery (the outbox worker) ---
     /// Claims up to `limit` due messages (`pending`, `next_attempt_at <= now`) on one of
