@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rekey_core::crypto::Sealer;
-use rekey_core::domain::MessagePayload;
+use rekey_core::domain::{MessagePayload, WebhookEvent};
 use rekey_core::domain::{Channel, MessageId, OutboxMessage};
 use rekey_core::ports::store::{OutboxStore, RateLimitStore, Store, StoreError};
 use rekey_core::ports::{Clock, Random};
@@ -30,7 +30,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::templates::Templates;
-use crate::{Outgoing, SendError, Transport};
+use crate::{EventTransport, Outgoing, OutgoingEvent, SendError, Transport};
 
 /// The longest wait between two attempts, whatever the attempt count.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
@@ -107,6 +107,8 @@ pub enum Outcome {
 pub struct Transports {
     pub email: Option<Arc<dyn Transport>>,
     pub sms: Option<Arc<dyn Transport>>,
+    /// Event webhooks ([`Channel::Webhook`]).
+    pub webhook: Option<Arc<dyn EventTransport>>,
 }
 
 /// The parts of the store the worker uses, and only those: the outbox (claims, outcomes, the
@@ -142,6 +144,7 @@ struct Inner {
     config: WorkerConfig,
     email: Option<Arc<dyn Transport>>,
     sms: Option<Arc<dyn Transport>>,
+    webhook: Option<Arc<dyn EventTransport>>,
     wake: Arc<Notify>,
 }
 
@@ -174,6 +177,7 @@ impl Worker {
                 config,
                 email: transports.email,
                 sms: transports.sms,
+                webhook: transports.webhook,
                 wake: Arc::new(Notify::new()),
             }),
         }
@@ -187,6 +191,9 @@ impl Worker {
         }
         if self.inner.sms.is_some() {
             channels.push(Channel::Sms);
+        }
+        if self.inner.webhook.is_some() {
+            channels.push(Channel::Webhook);
         }
         channels
     }
@@ -324,6 +331,8 @@ impl Inner {
         match channel {
             Channel::Email => self.email.as_ref(),
             Channel::Sms => self.sms.as_ref(),
+            // Events go through their own transport ([`Inner::send_event`]).
+            Channel::Webhook => None,
         }
     }
 
@@ -394,8 +403,12 @@ impl Inner {
             SendError::permanent(match message.channel {
                 Channel::Email => "no email",
                 Channel::Sms => "no phone",
+                Channel::Webhook => "no webhook url",
             })
         })?;
+        if message.channel == Channel::Webhook {
+            return self.send_event(message, recipient).await;
+        }
         let transport = self.transport(message.channel).ok_or_else(|| {
             SendError::transient(format!("{} is not configured", message.channel.as_str()))
         })?;
@@ -418,6 +431,34 @@ impl Inner {
                 recipient,
                 payload,
                 rendered: &rendered,
+            })
+            .await
+    }
+
+    /// Opens an event row and posts its body as it was queued. The body holds no secret, so
+    /// there is nothing to scrub from a failure reason.
+    async fn send_event(&self, message: &OutboxMessage, url: &str) -> Result<(), SendError> {
+        let transport = self
+            .webhook
+            .as_ref()
+            .ok_or_else(|| SendError::transient("webhook is not configured"))?;
+        let body = self
+            .sealer
+            .open(&message.key_id, message.id.as_str().as_bytes(), &message.body)
+            .map_err(|_| {
+                SendError::transient(format!(
+                    "cannot open the sealed body (key id {:?})",
+                    message.key_id
+                ))
+            })?;
+        let event: WebhookEvent = serde_json::from_slice(&body)
+            .map_err(|_| SendError::permanent("the event body is not an event"))?;
+        transport
+            .send_event(OutgoingEvent {
+                message,
+                url,
+                event_id: event.id.as_str(),
+                body: &body,
             })
             .await
     }
@@ -598,6 +639,7 @@ mod tests {
                 Transports {
                     email: Some(self.email.clone()),
                     sms: sms.then(|| self.sms.clone() as Arc<dyn Transport>),
+                    webhook: None,
                 },
                 self.clock.clone(),
                 self.rng.clone(),
@@ -912,6 +954,7 @@ mod tests {
             Transports {
                 email: Some(s.email.clone()),
                 sms: None,
+                webhook: None,
             },
             s.clock.clone(),
             s.rng.clone(),

@@ -14,6 +14,7 @@ use rekey_core::ports::{OsRandom, Random, SystemClock};
 use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::mail_dir::MailDir;
 use rekey_notify::sms::{self, TwilioSms, WebhookSms};
+use rekey_notify::webhook::EventWebhook;
 use rekey_notify::smtp::SmtpMailer;
 use rekey_notify::{Templates, Transport, Transports, Worker, WorkerConfig};
 use secrecy::ExposeSecret;
@@ -86,9 +87,22 @@ pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
         request_timeout: Duration::from_millis(settings.request_timeout_ms),
         trusted_proxies: settings.trusted_proxies.nets().to_vec(),
         unauth_deadline: Duration::from_millis(settings.unauth_deadline_ms),
-        channels: vec![("email".to_owned(), email), ("sms".to_owned(), sms)],
+        channels: vec![
+            ("email".to_owned(), email),
+            ("sms".to_owned(), sms),
+            ("webhook".to_owned(), webhook_status(settings)),
+        ],
         cors: settings.cors.allowed_origins.clone(),
     })
+}
+
+/// The event webhooks' line in `/readyz` (how many receivers, never their URLs).
+fn webhook_status(settings: &Settings) -> String {
+    match settings.events.webhook_urls().len() {
+        0 => "not configured: no events are queued".to_owned(),
+        1 => "configured: 1 url".to_owned(),
+        n => format!("configured: {n} urls"),
+    }
 }
 
 /// The outbox worker of `serve`, with a transport for each configured channel, and the SMTP
@@ -160,6 +174,15 @@ pub fn outbox_worker(
         ))),
         None => None,
     };
+    let webhook_urls = settings.events.webhook_urls();
+    if let (false, Some(secret)) = (webhook_urls.is_empty(), &settings.events.webhook_secret) {
+        transports.webhook = Some(Arc::new(EventWebhook::new(
+            http()?,
+            webhook_urls,
+            secret.clone(),
+            clock.clone(),
+        )));
+    }
     let worker = Worker::new(
         deps.store.clone().into(),
         deps.sealer.clone(),

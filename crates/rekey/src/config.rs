@@ -400,14 +400,49 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
 }
 
-/// `REKEY_EVENTS__…`: event webhooks (SPEC §12). Read at load; delivered by a later issue.
+/// `REKEY_EVENTS__…`: event webhooks (SPEC §10, §12): signed events to each URL.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct EventSettings {
+    /// One URL or a comma-separated list.
     #[serde(deserialize_with = "optional_text")]
     pub webhook_url: Option<String>,
+    /// The HMAC key (its UTF-8 bytes) of `X-Rekey-Signature`; required with a URL.
     #[serde(deserialize_with = "optional_text")]
     pub webhook_secret: Option<SecretString>,
+}
+
+impl EventSettings {
+    /// The configured webhook URLs, in order, without blanks and duplicates.
+    pub fn webhook_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        for url in self.webhook_url.as_deref().unwrap_or("").split(',') {
+            let url = url.trim();
+            if !url.is_empty() && !urls.iter().any(|u| u == url) {
+                urls.push(url.to_owned());
+            }
+        }
+        urls
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let urls = self.webhook_urls();
+        // The URL is not echoed: it may carry a token.
+        if urls
+            .iter()
+            .any(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            bail!("every events.webhook_url entry must start with http:// or https://");
+        }
+        if !urls.is_empty() && self.webhook_secret.is_none() {
+            bail!(
+                "events.webhook_url is set but events.webhook_secret is not \
+                 (REKEY_EVENTS__WEBHOOK_SECRET or REKEY_EVENTS__WEBHOOK_SECRET_FILE): \
+                 receivers could not verify the events"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The delivery worker (`REKEY_OUTBOX__…`); defaults from [`WorkerConfig::default`].
@@ -543,6 +578,7 @@ impl Settings {
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }
+        self.events.validate()?;
         if self.outbox.max_attempts == 0 || self.outbox.concurrency == 0 {
             bail!("outbox.max_attempts and outbox.concurrency must be at least 1");
         }
@@ -572,6 +608,7 @@ impl Settings {
             max_code_attempts: MAX_CODE_ATTEMPTS,
             password: self.password,
             limits: self.limits,
+            event_webhooks: self.events.webhook_urls(),
         }
     }
 

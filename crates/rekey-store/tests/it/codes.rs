@@ -141,7 +141,7 @@ async fn new_code_voids_previous(fx: Fixture) {
     );
     assert_eq!(
         fx.store
-            .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5)
+            .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5, &[])
             .await
             .unwrap(),
         AttemptReservation::Gone
@@ -219,7 +219,7 @@ async fn concurrent_reservations_stop_at_the_cap(fx: Fixture) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5)
+                    .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5, &[])
                     .await
             })
         })
@@ -258,7 +258,7 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
         let (t1, u1) = (t1.clone(), u1.clone());
         async move {
             store
-                .reserve_code_attempt(&t1, &u1, &cid("c1"), cap)
+                .reserve_code_attempt(&t1, &u1, &cid("c1"), cap, &[])
                 .await
                 .unwrap()
         }
@@ -308,7 +308,7 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
     for (tenant, user, code) in [("t1", "u1", "nope"), ("t1", "u2", "c1"), ("t2", "u1", "c1")] {
         assert_eq!(
             fx.store
-                .reserve_code_attempt(&tid(tenant), &uid(user), &cid(code), 3)
+                .reserve_code_attempt(&tid(tenant), &uid(user), &cid(code), 3, &[])
                 .await
                 .unwrap(),
             AttemptReservation::Gone
