@@ -667,6 +667,7 @@ mod tests {
                 let recipient = match channel {
                     Channel::Email => "ada@example.com",
                     Channel::Sms => "+41790000001",
+                    Channel::Webhook => "http://127.0.0.1:9/events",
                 };
                 change.outbox.push(
                     fixtures::message(id)

@@ -14,3 +14,4 @@ mod reset;
 mod set_password;
 mod support;
 mod tokens;
+mod webhooks;
