@@ -16,3 +16,4 @@ mod keys;
 mod openapi;
 mod outage;
 mod replicas;
+mod webhooks;
