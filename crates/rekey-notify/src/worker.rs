@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rekey_core::crypto::Sealer;
-use rekey_core::domain::{MessagePayload, WebhookEvent};
 use rekey_core::domain::{Channel, MessageId, OutboxMessage};
+use rekey_core::domain::{MessagePayload, WebhookEvent};
 use rekey_core::ports::store::{OutboxStore, RateLimitStore, Store, StoreError};
 use rekey_core::ports::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
@@ -444,7 +444,11 @@ impl Inner {
             .ok_or_else(|| SendError::transient("webhook is not configured"))?;
         let body = self
             .sealer
-            .open(&message.key_id, message.id.as_str().as_bytes(), &message.body)
+            .open(
+                &message.key_id,
+                message.id.as_str().as_bytes(),
+                &message.body,
+            )
             .map_err(|_| {
                 SendError::transient(format!(
                     "cannot open the sealed body (key id {:?})",

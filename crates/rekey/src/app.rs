@@ -14,8 +14,8 @@ use rekey_core::ports::{OsRandom, Random, SystemClock};
 use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::mail_dir::MailDir;
 use rekey_notify::sms::{self, TwilioSms, WebhookSms};
-use rekey_notify::webhook::EventWebhook;
 use rekey_notify::smtp::SmtpMailer;
+use rekey_notify::webhook::EventWebhook;
 use rekey_notify::{Templates, Transport, Transports, Worker, WorkerConfig};
 use secrecy::ExposeSecret;
 
@@ -354,6 +354,10 @@ mod tests {
                     "sms".to_owned(),
                     "not configured: SMS messages stay queued".to_owned()
                 ),
+                (
+                    "webhook".to_owned(),
+                    "not configured: no events are queued".to_owned()
+                ),
             ]
         );
 
@@ -370,6 +374,23 @@ mod tests {
 
         s.sms.webhook_url = Some("http://127.0.0.1:9/hook".to_owned());
         assert_eq!(channel_lines(&s)[1].1, "configured: webhook");
+    }
+
+    #[tokio::test]
+    async fn event_webhooks_get_a_channel_and_reach_the_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        let deps = deps(&s).await.unwrap();
+        s.events.webhook_url =
+            Some(" https://a.example/h ,https://b.example/h?token=x,".to_owned());
+        s.events.webhook_secret = Some("s3cret".into());
+        let (worker, _) = outbox_worker(&s, &deps).unwrap();
+        assert_eq!(worker.channels(), [Channel::Webhook]);
+        assert_eq!(
+            s.core_config().event_webhooks,
+            ["https://a.example/h", "https://b.example/h?token=x"]
+        );
+        assert_eq!(channel_lines(&s)[2].1, "configured: 2 urls", "no URL shown");
     }
 
     #[tokio::test]

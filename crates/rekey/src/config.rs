@@ -811,6 +811,29 @@ mod tests {
     }
 
     #[test]
+    fn event_webhook_urls_need_a_secret_and_http() {
+        let mut events = EventSettings::default();
+        assert!(events.webhook_urls().is_empty());
+        events.validate().unwrap();
+        events.webhook_url = Some("https://a.example/h, https://a.example/h ,,http://b/h".into());
+        assert_eq!(
+            events.webhook_urls(),
+            ["https://a.example/h", "http://b/h"],
+            "trimmed, blanks and repeats dropped"
+        );
+        let err = events.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("events.webhook_secret") && err.contains("REKEY_EVENTS__WEBHOOK_SECRET"),
+            "{err}"
+        );
+        events.webhook_secret = Some("s".into());
+        events.validate().unwrap();
+        events.webhook_url = Some("https://a.example/h,ftp://secret@b/h".into());
+        let err = events.validate().unwrap_err().to_string();
+        assert!(err.contains("http://") && !err.contains("secret@"), "{err}");
+    }
+
+    #[test]
     fn the_webhook_wins_over_twilio_and_a_partial_twilio_is_refused() {
         let mut sms = SmsSettings {
             twilio_account_sid: Some("AC1".to_owned()),

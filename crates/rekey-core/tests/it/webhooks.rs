@@ -68,7 +68,15 @@ fn one_event_per_url(f: &Fixture, rows: &[OutboxMessage], kind: &str, user: &Use
     assert_eq!(event["user_id"], user.id.as_str());
     assert_eq!(
         event.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["at", "id", "ip", "principal", "tenant_id", "type", "user_id"]
+        [
+            "at",
+            "id",
+            "ip",
+            "principal",
+            "tenant_id",
+            "type",
+            "user_id"
+        ]
     );
     event
 }
@@ -127,7 +135,13 @@ async fn a_password_change_by_code_queues_one_event_per_url_in_its_transaction()
     assert_no_secrets(
         &f,
         &rows,
-        &[&code, NEW_PASSWORD, START_PASSWORD, &hash, user.email.as_str()],
+        &[
+            &code,
+            NEW_PASSWORD,
+            START_PASSWORD,
+            &hash,
+            user.email.as_str(),
+        ],
     );
 }
 
@@ -284,9 +298,14 @@ async fn the_wrong_try_that_kills_a_code_queues_code_locked_with_it() {
     let sequence = f.user(&user).await.sequence;
 
     // The fifth wrong try kills the code, and queues the event with its counted attempt.
-    f.set_with_code_as(&Fixture::anonymous_from("203.0.113.9"), &user.id, &wrong, NEW_PASSWORD)
-        .await
-        .unwrap_err();
+    f.set_with_code_as(
+        &Fixture::anonymous_from("203.0.113.9"),
+        &user.id,
+        &wrong,
+        NEW_PASSWORD,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(f.attempts(&user).await, 5);
     let rows = event_rows(&f).await;
     assert_eq!(rows.len(), 4);
@@ -305,7 +324,11 @@ async fn the_wrong_try_that_kills_a_code_queues_code_locked_with_it() {
         .await
         .unwrap_err();
     assert_eq!(event_rows(&f).await.len(), 4);
-    assert_no_secrets(&f, &rows, &[&code, &wrong, NEW_PASSWORD, user.email.as_str()]);
+    assert_no_secrets(
+        &f,
+        &rows,
+        &[&code, &wrong, NEW_PASSWORD, user.email.as_str()],
+    );
 }
 
 #[tokio::test]
@@ -318,7 +341,9 @@ async fn a_right_code_on_the_last_try_is_no_lock() {
             .await
             .unwrap_err();
     }
-    f.set_with_code(&user.id, &code, NEW_PASSWORD).await.unwrap();
+    f.set_with_code(&user.id, &code, NEW_PASSWORD)
+        .await
+        .unwrap();
     let rows = event_rows(&f).await;
     let kinds: Vec<Value> = rows.iter().map(|m| body(&f, m).1["type"].clone()).collect();
     assert_eq!(
@@ -337,6 +362,8 @@ async fn without_a_webhook_no_event_is_queued() {
     let f = Fixture::new().await;
     let user = f.add_user(&f.t1, "quiet@acme.test").await;
     let code = f.return_code(&user).await;
-    f.set_with_code(&user.id, &code, NEW_PASSWORD).await.unwrap();
+    f.set_with_code(&user.id, &code, NEW_PASSWORD)
+        .await
+        .unwrap();
     assert!(event_rows(&f).await.is_empty());
 }

@@ -2,8 +2,8 @@
 //! are written by a user change (`change.rs`).
 
 use async_trait::async_trait;
-use rekey_core::domain::{OutboxMessage, ResetCodeRecord};
 use rekey_core::domain::{CodeId, TenantId, UserId};
+use rekey_core::domain::{OutboxMessage, ResetCodeRecord};
 use rekey_core::ports::store::{AttemptReservation, CodeStore, StoreError};
 
 use super::backend::SqlBackend;
@@ -40,7 +40,9 @@ impl<DB: SqlBackend> SqlStore<DB> {
             if attempts >= max_attempts {
                 for message in on_last {
                     if message.tenant_id != *tenant {
-                        return Err(corrupt("outbox message for another tenant in a code attempt"));
+                        return Err(corrupt(
+                            "outbox message for another tenant in a code attempt",
+                        ));
                     }
                     Self::insert_outbox(conn, message).await?;
                 }

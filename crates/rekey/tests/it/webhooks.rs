@@ -85,13 +85,23 @@ fn verified(hit: &Hit) -> Value {
         .as_secs();
     let now = i64::try_from(now).unwrap();
     assert!(
-        rekey_notify::signature::verify(SECRET.as_bytes(), signature, hit.body.as_bytes(), now, 300),
+        rekey_notify::signature::verify(
+            SECRET.as_bytes(),
+            signature,
+            hit.body.as_bytes(),
+            now,
+            300
+        ),
         "bad signature {signature} over {}",
         hit.body
     );
-    assert!(
-        !rekey_notify::signature::verify(b"another secret", signature, hit.body.as_bytes(), now, 300)
-    );
+    assert!(!rekey_notify::signature::verify(
+        b"another secret",
+        signature,
+        hit.body.as_bytes(),
+        now,
+        300
+    ));
     // Independently of Rekey's own code: openssl over the same "t.body".
     let (t, v1) = signature.split_once(',').unwrap();
     let (t, v1) = (
@@ -117,10 +127,21 @@ fn verified(hit: &Hit) -> Value {
         assert_eq!(digest.split_whitespace().next(), Some(v1), "openssl agrees");
     }
     let body: Value = serde_json::from_str(&hit.body).unwrap();
-    assert_eq!(hit.headers["x-rekey-event-id"], body["id"].as_str().unwrap());
+    assert_eq!(
+        hit.headers["x-rekey-event-id"],
+        body["id"].as_str().unwrap()
+    );
     assert_eq!(
         body.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["at", "id", "ip", "principal", "tenant_id", "type", "user_id"]
+        [
+            "at",
+            "id",
+            "ip",
+            "principal",
+            "tenant_id",
+            "type",
+            "user_id"
+        ]
     );
     assert!(chrono::DateTime::parse_from_rfc3339(body["at"].as_str().unwrap()).is_ok());
     body
@@ -144,7 +165,14 @@ async fn events_reach_their_receivers_signed_retried_and_parked(kind: DbKind) {
     }
     let tenant = install.stdout(&["tenant", "add", "--name", "Example", "--cname", "example"]);
     let user = install.stdout(&[
-        "user", "add", "--tenant", "example", "--email", EMAIL, "--password", PASSWORD,
+        "user",
+        "add",
+        "--tenant",
+        "example",
+        "--email",
+        EMAIL,
+        "--password",
+        PASSWORD,
     ]);
     let admin = install.stdout(&[
         "token",
@@ -255,7 +283,10 @@ async fn events_reach_their_receivers_signed_retried_and_parked(kind: DbKind) {
     let failed = failed["messages"].as_array().unwrap();
     assert_eq!(failed.len(), 2, "{failed:#?}");
     for m in failed {
-        assert_eq!((&m["channel"], &m["kind"]), (&json!("webhook"), &json!("event")));
+        assert_eq!(
+            (&m["channel"], &m["kind"]),
+            (&json!("webhook"), &json!("event"))
+        );
         assert_eq!(m["attempts"], MAX_ATTEMPTS);
         let error = m["lastError"].as_str().unwrap();
         assert_eq!(
@@ -264,8 +295,7 @@ async fn events_reach_their_receivers_signed_retried_and_parked(kind: DbKind) {
         );
         assert!(!error.contains(SECRET));
     }
-    let all: Value =
-        serde_json::from_str(&install.stdout(&["--json", "outbox", "list"])).unwrap();
+    let all: Value = serde_json::from_str(&install.stdout(&["--json", "outbox", "list"])).unwrap();
     let sent = all["messages"]
         .as_array()
         .unwrap()
