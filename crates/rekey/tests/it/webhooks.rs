@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rekey_core::ports::{Clock, SystemClock};
 use serde_json::{json, Value};
 
 use crate::harness::{get, post_json, DbKind, Install};
@@ -79,11 +80,7 @@ async fn wait_until(hits: &Hits, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
 fn verified(hit: &Hit) -> Value {
     assert_eq!(hit.headers["content-type"], "application/json");
     let signature = hit.headers["x-rekey-signature"].to_str().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let now = i64::try_from(now).unwrap();
+    let now = SystemClock.now().timestamp();
     assert!(
         rekey_notify::signature::verify(
             SECRET.as_bytes(),
