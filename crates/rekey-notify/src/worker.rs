@@ -869,6 +869,111 @@ mod tests {
         assert_eq!(s.email.sent().len(), 1);
     }
 
+    /// Records each event it is given.
+    #[derive(Default)]
+    struct FakeEvents {
+        sent: Mutex<Vec<(String, String, Vec<u8>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl EventTransport for FakeEvents {
+        async fn send_event(&self, event: OutgoingEvent<'_>) -> Result<(), SendError> {
+            self.sent.lock().unwrap().push((
+                event.url.to_owned(),
+                event.event_id.to_owned(),
+                event.body.to_vec(),
+            ));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_row_is_posted_as_queued_without_rendering() {
+        let s = setup().await;
+        let now = s.clock.now();
+        let hook = WebhookEvent {
+            id: fixtures::message_id("ev1"),
+            kind: rekey_core::domain::EventType::PasswordChanged,
+            tenant_id: TenantId::parse("t1").unwrap(),
+            user_id: UserId::parse("u1").unwrap(),
+            at: now,
+            principal: rekey_core::domain::EventPrincipal::Code,
+            ip: None,
+        };
+        let mut change = UserChange::new(
+            TenantId::parse("t1").unwrap(),
+            UserId::parse("u1").unwrap(),
+            now,
+            event(),
+        );
+        for (id, url) in [("w1", "https://a.example/h"), ("w2", "https://b.example/h")] {
+            let id = fixtures::message_id(id);
+            let sealed = hook.seal(&s.sealer, s.rng.as_ref(), &id).unwrap();
+            change
+                .outbox
+                .push(OutboxMessage::event(id, &hook, url, sealed, now));
+        }
+        // A webhook row whose body is not an event cannot become one: parked.
+        let id = fixtures::message_id("w3");
+        let sealed = s
+            .sealer
+            .seal(s.rng.as_ref(), id.as_str().as_bytes(), b"{}")
+            .unwrap();
+        change.outbox.push(OutboxMessage::event(
+            id,
+            &hook,
+            "https://c.example/h",
+            sealed,
+            now,
+        ));
+        s.store.change_user(&change).await.unwrap();
+
+        let events = Arc::new(FakeEvents::default());
+        let worker = Worker::new(
+            s.store.clone().into(),
+            s.sealer.clone(),
+            Templates::builtin().unwrap(),
+            Transports {
+                webhook: Some(events.clone()),
+                ..Transports::default()
+            },
+            s.clock.clone(),
+            s.rng.clone(),
+            quick(),
+        );
+        assert_eq!(worker.channels(), [Channel::Webhook]);
+        let mut outcomes = worker.run_once().await.unwrap();
+        outcomes.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        assert_eq!(
+            outcomes,
+            [
+                (fixtures::message_id("w1"), Outcome::Sent),
+                (fixtures::message_id("w2"), Outcome::Sent),
+                (fixtures::message_id("w3"), Outcome::Parked),
+            ]
+        );
+        let mut sent = events.sent.lock().unwrap().clone();
+        sent.sort();
+        let body = hook.to_json().unwrap();
+        assert_eq!(
+            sent,
+            [
+                (
+                    "https://a.example/h".to_owned(),
+                    "ev1".to_owned(),
+                    body.clone()
+                ),
+                ("https://b.example/h".to_owned(), "ev1".to_owned(), body),
+            ]
+        );
+        assert!(s.message("w1").await.body.is_empty(), "erased once sent");
+        assert_eq!(
+            s.message("w3").await.last_error.as_deref(),
+            Some("the event body is not an event")
+        );
+        assert!(s.email.sent().is_empty());
+    }
+
     #[tokio::test]
     async fn a_permanent_failure_parks_at_once() {
         let s = setup().await;
