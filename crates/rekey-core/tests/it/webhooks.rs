@@ -367,3 +367,18 @@ async fn without_a_webhook_no_event_is_queued() {
         .unwrap();
     assert!(event_rows(&f).await.is_empty());
 }
+
+#[tokio::test]
+async fn of_two_racing_uses_of_one_code_only_the_winner_queues_an_event() {
+    let f = fixture().await;
+    let user = f.add_user(&f.t1, "race@acme.test").await;
+    let code = f.return_code(&user).await;
+    let (a, b) = tokio::join!(
+        f.set_with_code(&user.id, &code, NEW_PASSWORD),
+        f.set_with_code(&user.id, &code, "another new passphrase"),
+    );
+    assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
+    let rows = event_rows(&f).await;
+    assert_eq!(rows.len(), 4, "reset_requested and one password.changed");
+    one_event_per_url(&f, &rows, "user.password.changed", &user);
+}

@@ -10,6 +10,7 @@ mod change_user;
 mod codes;
 mod connect;
 mod harness;
+mod migrations;
 mod outbox;
 mod postgres_tls;
 mod rate_limits;
