@@ -137,6 +137,7 @@ async fn worker_drain(port: Option<u16>, n: usize, concurrency: usize) -> Durati
         Transports {
             email: Some(email),
             sms: None,
+            webhook: None,
         },
         Arc::new(SystemClock),
         Arc::new(OsRandom),

@@ -2,7 +2,8 @@
 //! opens their sealed payload, renders the [`templates`] and hands the result to a channel's
 //! [`Transport`] — [`email::SmtpEmail`] (SMTP through a pooled, `TCP_NODELAY` connection, see
 //! [`smtp`]) or, for development, [`mail_dir::MailDir`] (`.eml` files in a directory); for SMS
-//! [`sms::WebhookSms`] / [`sms::TwilioSms`].
+//! [`sms::WebhookSms`] / [`sms::TwilioSms`]; signed events to the configured webhooks by
+//! [`webhook::EventWebhook`] (an [`EventTransport`]).
 //!
 //! Nothing here is called from a request: requests only write outbox rows; the worker runs
 //! beside the server.
@@ -13,6 +14,7 @@ pub mod signature;
 pub mod sms;
 pub mod smtp;
 pub mod templates;
+pub mod webhook;
 pub mod worker;
 
 use async_trait::async_trait;
@@ -38,6 +40,26 @@ pub struct Outgoing<'a> {
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     async fn send(&self, outgoing: Outgoing<'_>) -> Result<(), SendError>;
+}
+
+/// One webhook event ready to go to its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingEvent<'a> {
+    /// The outbox row (id, tenant, attempts).
+    pub message: &'a OutboxMessage,
+    /// The receiver: the row's recipient.
+    pub url: &'a str,
+    /// The event's id (the same for every URL and every retry).
+    pub event_id: &'a str,
+    /// The event's JSON, exactly as queued; this is what is signed.
+    pub body: &'a [u8],
+}
+
+/// Sends webhook events (rows on [`rekey_core::domain::Channel::Webhook`]): they carry no
+/// rendered text, only the body their flow queued.
+#[async_trait]
+pub trait EventTransport: Send + Sync + 'static {
+    async fn send_event(&self, event: OutgoingEvent<'_>) -> Result<(), SendError>;
 }
 
 /// Why a send failed. The reason is stored in the outbox row and shown to admins, so it is

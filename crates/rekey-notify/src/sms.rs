@@ -32,6 +32,8 @@ pub fn event_type(kind: MessageKind) -> &'static str {
     match kind {
         MessageKind::PasswordReset | MessageKind::PasswordInit => "user.human.password.code.added",
         MessageKind::PasswordChanged => "user.human.password.changed",
+        // Events never go out by SMS (they have their own channel).
+        MessageKind::Event => "rekey.event",
     }
 }
 
@@ -194,7 +196,7 @@ impl Transport for TwilioSms {
 }
 
 /// Success for 2xx. A 4xx other than 408/429 will not change on retry: permanent.
-fn check_status(
+pub(crate) fn check_status(
     service: &str,
     status: reqwest::StatusCode,
     provider_code: Option<u64>,
@@ -218,7 +220,7 @@ fn check_status(
 
 /// A request that got no response. reqwest's own text names the URL (which may carry a
 /// token), so only the kind of failure is kept.
-fn request_error(service: &str, err: &reqwest::Error) -> SendError {
+pub(crate) fn request_error(service: &str, err: &reqwest::Error) -> SendError {
     let what = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {

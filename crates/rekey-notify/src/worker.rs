@@ -22,15 +22,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rekey_core::crypto::Sealer;
-use rekey_core::domain::MessagePayload;
 use rekey_core::domain::{Channel, MessageId, OutboxMessage};
+use rekey_core::domain::{MessagePayload, WebhookEvent};
 use rekey_core::ports::store::{AuditLog, OutboxStore, RateLimitStore, Store, StoreError};
 use rekey_core::ports::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::templates::Templates;
-use crate::{Outgoing, SendError, Transport};
+use crate::{EventTransport, Outgoing, OutgoingEvent, SendError, Transport};
 
 /// The longest wait between two attempts, whatever the attempt count.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
@@ -139,6 +139,8 @@ pub enum Outcome {
 pub struct Transports {
     pub email: Option<Arc<dyn Transport>>,
     pub sms: Option<Arc<dyn Transport>>,
+    /// Event webhooks ([`Channel::Webhook`]).
+    pub webhook: Option<Arc<dyn EventTransport>>,
 }
 
 /// The parts of the store the worker uses, and only those: the outbox (claims, outcomes, the
@@ -177,6 +179,7 @@ struct Inner {
     config: WorkerConfig,
     email: Option<Arc<dyn Transport>>,
     sms: Option<Arc<dyn Transport>>,
+    webhook: Option<Arc<dyn EventTransport>>,
     wake: Arc<Notify>,
 }
 
@@ -209,6 +212,7 @@ impl Worker {
                 config,
                 email: transports.email,
                 sms: transports.sms,
+                webhook: transports.webhook,
                 wake: Arc::new(Notify::new()),
             }),
         }
@@ -222,6 +226,9 @@ impl Worker {
         }
         if self.inner.sms.is_some() {
             channels.push(Channel::Sms);
+        }
+        if self.inner.webhook.is_some() {
+            channels.push(Channel::Webhook);
         }
         channels
     }
@@ -388,6 +395,8 @@ impl Inner {
         match channel {
             Channel::Email => self.email.as_ref(),
             Channel::Sms => self.sms.as_ref(),
+            // Events go through their own transport ([`Inner::send_event`]).
+            Channel::Webhook => None,
         }
     }
 
@@ -471,8 +480,12 @@ impl Inner {
             SendError::permanent(match message.channel {
                 Channel::Email => "no email",
                 Channel::Sms => "no phone",
+                Channel::Webhook => "no webhook url",
             })
         })?;
+        if message.channel == Channel::Webhook {
+            return self.send_event(message, recipient).await;
+        }
         let transport = self.transport(message.channel).ok_or_else(|| {
             SendError::transient(format!("{} is not configured", message.channel.as_str()))
         })?;
@@ -495,6 +508,38 @@ impl Inner {
                 recipient,
                 payload,
                 rendered: &rendered,
+            })
+            .await
+    }
+
+    /// Opens an event row and posts its body as it was queued. The body holds no secret, so
+    /// there is nothing to scrub from a failure reason.
+    async fn send_event(&self, message: &OutboxMessage, url: &str) -> Result<(), SendError> {
+        let transport = self
+            .webhook
+            .as_ref()
+            .ok_or_else(|| SendError::transient("webhook is not configured"))?;
+        let body = self
+            .sealer
+            .open(
+                &message.key_id,
+                message.id.as_str().as_bytes(),
+                &message.body,
+            )
+            .map_err(|_| {
+                SendError::transient(format!(
+                    "cannot open the sealed body (key id {:?})",
+                    message.key_id
+                ))
+            })?;
+        let event: WebhookEvent = serde_json::from_slice(&body)
+            .map_err(|_| SendError::permanent("the event body is not an event"))?;
+        transport
+            .send_event(OutgoingEvent {
+                message,
+                url,
+                event_id: event.id.as_str(),
+                body: &body,
             })
             .await
     }
@@ -712,6 +757,7 @@ mod tests {
                 Transports {
                     email: Some(self.email.clone()),
                     sms: sms.then(|| self.sms.clone() as Arc<dyn Transport>),
+                    webhook: None,
                 },
                 self.clock.clone(),
                 self.rng.clone(),
@@ -739,6 +785,7 @@ mod tests {
                 let recipient = match channel {
                     Channel::Email => "ada@example.com",
                     Channel::Sms => "+41790000001",
+                    Channel::Webhook => "http://127.0.0.1:9/events",
                 };
                 change.outbox.push(
                     fixtures::message(id)
@@ -1036,6 +1083,111 @@ mod tests {
         assert_eq!(s.email.sent().len(), 1);
     }
 
+    /// Records each event it is given.
+    #[derive(Default)]
+    struct FakeEvents {
+        sent: Mutex<Vec<(String, String, Vec<u8>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl EventTransport for FakeEvents {
+        async fn send_event(&self, event: OutgoingEvent<'_>) -> Result<(), SendError> {
+            self.sent.lock().unwrap().push((
+                event.url.to_owned(),
+                event.event_id.to_owned(),
+                event.body.to_vec(),
+            ));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_row_is_posted_as_queued_without_rendering() {
+        let s = setup().await;
+        let now = s.clock.now();
+        let hook = WebhookEvent {
+            id: fixtures::message_id("ev1"),
+            kind: rekey_core::domain::EventType::PasswordChanged,
+            tenant_id: TenantId::parse("t1").unwrap(),
+            user_id: UserId::parse("u1").unwrap(),
+            at: now,
+            principal: rekey_core::domain::EventPrincipal::Code,
+            ip: None,
+        };
+        let mut change = UserChange::new(
+            TenantId::parse("t1").unwrap(),
+            UserId::parse("u1").unwrap(),
+            now,
+            event(),
+        );
+        for (id, url) in [("w1", "https://a.example/h"), ("w2", "https://b.example/h")] {
+            let id = fixtures::message_id(id);
+            let sealed = hook.seal(&s.sealer, s.rng.as_ref(), &id).unwrap();
+            change
+                .outbox
+                .push(OutboxMessage::event(id, &hook, url, sealed, now));
+        }
+        // A webhook row whose body is not an event cannot become one: parked.
+        let id = fixtures::message_id("w3");
+        let sealed = s
+            .sealer
+            .seal(s.rng.as_ref(), id.as_str().as_bytes(), b"{}")
+            .unwrap();
+        change.outbox.push(OutboxMessage::event(
+            id,
+            &hook,
+            "https://c.example/h",
+            sealed,
+            now,
+        ));
+        s.store.change_user(&change).await.unwrap();
+
+        let events = Arc::new(FakeEvents::default());
+        let worker = Worker::new(
+            s.store.clone().into(),
+            s.sealer.clone(),
+            Templates::builtin().unwrap(),
+            Transports {
+                webhook: Some(events.clone()),
+                ..Transports::default()
+            },
+            s.clock.clone(),
+            s.rng.clone(),
+            quick(),
+        );
+        assert_eq!(worker.channels(), [Channel::Webhook]);
+        let mut outcomes = worker.run_once().await.unwrap();
+        outcomes.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        assert_eq!(
+            outcomes,
+            [
+                (fixtures::message_id("w1"), Outcome::Sent),
+                (fixtures::message_id("w2"), Outcome::Sent),
+                (fixtures::message_id("w3"), Outcome::Parked),
+            ]
+        );
+        let mut sent = events.sent.lock().unwrap().clone();
+        sent.sort();
+        let body = hook.to_json().unwrap();
+        assert_eq!(
+            sent,
+            [
+                (
+                    "https://a.example/h".to_owned(),
+                    "ev1".to_owned(),
+                    body.clone()
+                ),
+                ("https://b.example/h".to_owned(), "ev1".to_owned(), body),
+            ]
+        );
+        assert!(s.message("w1").await.body.is_empty(), "erased once sent");
+        assert_eq!(
+            s.message("w3").await.last_error.as_deref(),
+            Some("the event body is not an event")
+        );
+        assert!(s.email.sent().is_empty());
+    }
+
     #[tokio::test]
     async fn a_permanent_failure_parks_at_once() {
         let s = setup().await;
@@ -1126,6 +1278,7 @@ mod tests {
             Transports {
                 email: Some(s.email.clone()),
                 sms: None,
+                webhook: None,
             },
             s.clock.clone(),
             s.rng.clone(),

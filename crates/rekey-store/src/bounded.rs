@@ -198,11 +198,12 @@ impl<S: CodeStore> CodeStore for Bounded<S> {
         user: &UserId,
         code_id: &CodeId,
         max_attempts: u32,
+        on_last: &[OutboxMessage],
     ) -> Result<AttemptReservation, StoreError> {
         self.run(
             "reserve code attempt",
             self.inner
-                .reserve_code_attempt(tenant, user, code_id, max_attempts),
+                .reserve_code_attempt(tenant, user, code_id, max_attempts, on_last),
         )
         .await
     }

@@ -15,6 +15,7 @@ use rekey_notify::email::{Sender, SmtpEmail};
 use rekey_notify::mail_dir::MailDir;
 use rekey_notify::sms::{self, TwilioSms, WebhookSms};
 use rekey_notify::smtp::SmtpMailer;
+use rekey_notify::webhook::EventWebhook;
 use rekey_notify::{Templates, Transport, Transports, Worker, WorkerConfig};
 use secrecy::ExposeSecret;
 
@@ -86,9 +87,22 @@ pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
         request_timeout: Duration::from_millis(settings.request_timeout_ms),
         trusted_proxies: settings.trusted_proxies.nets().to_vec(),
         unauth_deadline: Duration::from_millis(settings.unauth_deadline_ms),
-        channels: vec![("email".to_owned(), email), ("sms".to_owned(), sms)],
+        channels: vec![
+            ("email".to_owned(), email),
+            ("sms".to_owned(), sms),
+            ("webhook".to_owned(), webhook_status(settings)),
+        ],
         cors: settings.cors.allowed_origins.clone(),
     })
+}
+
+/// The event webhooks' line in `/readyz` (how many receivers, never their URLs).
+fn webhook_status(settings: &Settings) -> String {
+    match settings.events.webhook_urls().len() {
+        0 => "not configured: no events are queued".to_owned(),
+        1 => "configured: 1 url".to_owned(),
+        n => format!("configured: {n} urls"),
+    }
 }
 
 /// The outbox worker of `serve`, with a transport for each configured channel, and the SMTP
@@ -163,6 +177,15 @@ pub fn outbox_worker(
         ))),
         None => None,
     };
+    let webhook_urls = settings.events.webhook_urls();
+    if let (false, Some(secret)) = (webhook_urls.is_empty(), &settings.events.webhook_secret) {
+        transports.webhook = Some(Arc::new(EventWebhook::new(
+            http()?,
+            webhook_urls,
+            secret.clone(),
+            clock.clone(),
+        )));
+    }
     let worker = Worker::new(
         deps.store.clone().into(),
         deps.sealer.clone(),
@@ -340,6 +363,10 @@ mod tests {
                     "sms".to_owned(),
                     "not configured: SMS messages stay queued".to_owned()
                 ),
+                (
+                    "webhook".to_owned(),
+                    "not configured: no events are queued".to_owned()
+                ),
             ]
         );
 
@@ -356,6 +383,23 @@ mod tests {
 
         s.sms.webhook_url = Some("http://127.0.0.1:9/hook".to_owned());
         assert_eq!(channel_lines(&s)[1].1, "configured: webhook");
+    }
+
+    #[tokio::test]
+    async fn event_webhooks_get_a_channel_and_reach_the_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        let deps = deps(&s).await.unwrap();
+        s.events.webhook_url =
+            Some(" https://a.example/h ,https://b.example/h?token=x,".to_owned());
+        s.events.webhook_secret = Some("s3cret".into());
+        let (worker, _) = outbox_worker(&s, &deps).unwrap();
+        assert_eq!(worker.channels(), [Channel::Webhook]);
+        assert_eq!(
+            s.core_config().event_webhooks,
+            ["https://a.example/h", "https://b.example/h?token=x"]
+        );
+        assert_eq!(channel_lines(&s)[2].1, "configured: 2 urls", "no URL shown");
     }
 
     #[tokio::test]

@@ -402,14 +402,49 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
 }
 
-/// `REKEY_EVENTS__…`: event webhooks (SPEC §12). Read at load; delivered by a later issue.
+/// `REKEY_EVENTS__…`: event webhooks (SPEC §10, §12): signed events to each URL.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct EventSettings {
+    /// One URL or a comma-separated list.
     #[serde(deserialize_with = "optional_text")]
     pub webhook_url: Option<String>,
+    /// The HMAC key (its UTF-8 bytes) of `X-Rekey-Signature`; required with a URL.
     #[serde(deserialize_with = "optional_text")]
     pub webhook_secret: Option<SecretString>,
+}
+
+impl EventSettings {
+    /// The configured webhook URLs, in order, without blanks and duplicates.
+    pub fn webhook_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        for url in self.webhook_url.as_deref().unwrap_or("").split(',') {
+            let url = url.trim();
+            if !url.is_empty() && !urls.iter().any(|u| u == url) {
+                urls.push(url.to_owned());
+            }
+        }
+        urls
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let urls = self.webhook_urls();
+        // The URL is not echoed: it may carry a token.
+        if urls
+            .iter()
+            .any(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            bail!("every events.webhook_url entry must start with http:// or https://");
+        }
+        if !urls.is_empty() && self.webhook_secret.is_none() {
+            bail!(
+                "events.webhook_url is set but events.webhook_secret is not \
+                 (REKEY_EVENTS__WEBHOOK_SECRET or REKEY_EVENTS__WEBHOOK_SECRET_FILE): \
+                 receivers could not verify the events"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The delivery worker (`REKEY_OUTBOX__…`); defaults from [`WorkerConfig::default`].
@@ -577,6 +612,7 @@ impl Settings {
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }
+        self.events.validate()?;
         if self.outbox.max_attempts == 0 || self.outbox.concurrency == 0 {
             bail!("outbox.max_attempts and outbox.concurrency must be at least 1");
         }
@@ -606,6 +642,7 @@ impl Settings {
             max_code_attempts: MAX_CODE_ATTEMPTS,
             password: self.password,
             limits: self.limits,
+            event_webhooks: self.events.webhook_urls(),
         }
     }
 
@@ -805,6 +842,29 @@ mod tests {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("REDACTED"));
+    }
+
+    #[test]
+    fn event_webhook_urls_need_a_secret_and_http() {
+        let mut events = EventSettings::default();
+        assert!(events.webhook_urls().is_empty());
+        events.validate().unwrap();
+        events.webhook_url = Some("https://a.example/h, https://a.example/h ,,http://b/h".into());
+        assert_eq!(
+            events.webhook_urls(),
+            ["https://a.example/h", "http://b/h"],
+            "trimmed, blanks and repeats dropped"
+        );
+        let err = events.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("events.webhook_secret") && err.contains("REKEY_EVENTS__WEBHOOK_SECRET"),
+            "{err}"
+        );
+        events.webhook_secret = Some("s".into());
+        events.validate().unwrap();
+        events.webhook_url = Some("https://a.example/h,ftp://secret@b/h".into());
+        let err = events.validate().unwrap_err().to_string();
+        assert!(err.contains("http://") && !err.contains("secret@"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub mod reset_code;
 pub mod tenant;
 pub mod token;
 pub mod user;
+pub mod webhook_event;
 
 pub use cname::{cname_from_name, Cname, MAX_CNAME_LEN};
 pub use email_address::{EmailAddress, MAX_EMAIL_LEN};
@@ -68,6 +69,7 @@ pub use token::{
     MAX_TOKEN_LIFETIME,
 };
 pub use user::{erased_email, Transition, User, UserQuery, UserState, MAX_LIST_LIMIT};
+pub use webhook_event::{EventPrincipal, EventType, WebhookEvent};
 
 #[cfg(test)]
 mod tests {
@@ -88,11 +90,12 @@ mod tests {
 
     #[test]
     fn stored_and_serde_forms_agree() {
-        same_forms(&[Channel::Email, Channel::Sms]);
+        same_forms(&[Channel::Email, Channel::Sms, Channel::Webhook]);
         same_forms(&[
             MessageKind::PasswordReset,
             MessageKind::PasswordInit,
             MessageKind::PasswordChanged,
+            MessageKind::Event,
         ]);
         same_forms(&[OutboxState::Pending, OutboxState::Sent, OutboxState::Failed]);
         same_forms(&[CodeKind::Reset, CodeKind::Init]);

@@ -9,6 +9,7 @@ use crate::crypto::sealer::Sealer;
 use crate::domain::ids::{MessageId, TenantId, UserId};
 use crate::domain::phone_number::PhoneNumber;
 use crate::domain::user::User;
+use crate::domain::webhook_event::WebhookEvent;
 use crate::error::Error;
 use crate::ports::random::Random;
 
@@ -18,6 +19,8 @@ text_enum! {
     pub enum Channel ("channel") {
         Email => "email",
         Sms => "sms",
+        /// An event webhook (SPEC §12); the recipient is the receiver's URL.
+        Webhook => "webhook",
     }
 }
 
@@ -28,6 +31,8 @@ text_enum! {
         PasswordReset => "password_reset",
         PasswordInit => "password_init",
         PasswordChanged => "password_changed",
+        /// A signed event for a webhook ([`crate::domain::WebhookEvent`]).
+        Event => "event",
     }
 }
 
@@ -76,6 +81,7 @@ pub struct OutboxMessage {
 /// Why a message was parked at once: the user has no address on its channel.
 const NO_EMAIL: &str = "no email";
 const NO_PHONE: &str = "no phone";
+const NO_URL: &str = "no webhook url";
 
 impl OutboxMessage {
     /// The message of `kind` to `user` on `channel`, with `sealed` = `payload` sealed for `id`
@@ -96,6 +102,8 @@ impl OutboxMessage {
         let recipient = match channel {
             Channel::Email => Some(user.email.as_str()).filter(|e| !e.is_empty()),
             Channel::Sms => user.phone.as_ref().map(PhoneNumber::as_str),
+            // Events are queued with [`OutboxMessage::event`], never for a user's address.
+            Channel::Webhook => None,
         }
         .map(str::to_owned);
         // A user without the address is not an error for the caller (as in ZITADEL); the
@@ -104,6 +112,7 @@ impl OutboxMessage {
             (Some(_), _) => (OutboxState::Pending, None),
             (None, Channel::Email) => (OutboxState::Failed, Some(NO_EMAIL.to_owned())),
             (None, Channel::Sms) => (OutboxState::Failed, Some(NO_PHONE.to_owned())),
+            (None, Channel::Webhook) => (OutboxState::Failed, Some(NO_URL.to_owned())),
         };
         // A message that can never be sent keeps no secret: parked without its body, it is
         // re-issued with a fresh code once the user has the address (retry).
@@ -137,6 +146,40 @@ impl OutboxMessage {
     pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
         self.request_id = request_id;
         self
+    }
+}
+
+impl OutboxMessage {
+    /// The event `event` for the webhook receiver at `url`, sealed as `sealed`
+    /// ([`WebhookEvent::seal`] for `id`): one row per configured URL, each with its own id
+    /// and retries. The body holds no code, so it has no expiry.
+    pub fn event(
+        id: MessageId,
+        event: &WebhookEvent,
+        url: &str,
+        sealed: (String, Vec<u8>),
+        now: DateTime<Utc>,
+    ) -> Self {
+        let (key_id, body) = sealed;
+        OutboxMessage {
+            idempotency_key: format!("{id}.{}", event.tenant_id),
+            id,
+            tenant_id: event.tenant_id.clone(),
+            user_id: event.user_id.clone(),
+            channel: Channel::Webhook,
+            recipient: Some(url.to_owned()),
+            kind: MessageKind::Event,
+            key_id,
+            body,
+            state: OutboxState::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+            body_expires_at: None,
+            request_id: None,
+        }
     }
 }
 

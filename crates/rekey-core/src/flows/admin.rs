@@ -114,6 +114,13 @@ impl Rekey {
                 None => Err(outbox_not_found()),
             };
         }
+        if message.kind == MessageKind::Event {
+            return Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                "REKEY-ObEvt",
+                "A webhook event without its body cannot be sent again",
+            ));
+        }
         if message.kind == MessageKind::PasswordChanged {
             return Err(Error::new(
                 ErrorKind::FailedPrecondition,
@@ -128,6 +135,7 @@ impl Rekey {
         let has_address = match message.channel {
             Channel::Email => !user.email.as_str().is_empty(),
             Channel::Sms => user.phone.as_ref().is_some_and(|p| !p.as_str().is_empty()),
+            Channel::Webhook => false, // events are refused above
         };
         if !has_address {
             return Err(Error::new(
@@ -136,6 +144,7 @@ impl Rekey {
                 match message.channel {
                     Channel::Email => "The user still has no email address",
                     Channel::Sms => "The user still has no phone number",
+                    Channel::Webhook => "A webhook event cannot be re-issued",
                 },
             ));
         }

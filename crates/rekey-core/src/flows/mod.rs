@@ -20,6 +20,7 @@ mod reset;
 mod tenants;
 mod tokens;
 mod users;
+mod webhooks;
 
 pub use access::Caller;
 pub use admin::Retried;

@@ -7,8 +7,8 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::reset_code::MAX_CODE_INPUT;
 use crate::domain::{
-    Channel, CodeId, Details, MessageKind, MessagePayload, NewEvent, Role, TenantId, User, UserId,
-    UserState,
+    Channel, CodeId, Details, EventPrincipal, EventType, MessageKind, MessagePayload, NewEvent,
+    Role, TenantId, User, UserId, UserState,
 };
 use crate::error::{Error, ErrorHint, ErrorKind};
 use crate::flows::{decoy_tenant, state_error, Caller, Rekey};
@@ -160,6 +160,29 @@ impl Rekey {
         if now >= pending.expires_at {
             return Err(Error::code_expired());
         }
+        // The comparison is made here but acted on only after the attempt is counted (the
+        // count still comes first for everything the caller can observe): the counted update
+        // must know whether a wrong code dies with it, to queue `user.code.locked` in the
+        // same transaction.
+        let matched = self.codes.verify(
+            &pending.key_id,
+            &pending.mac,
+            &user.tenant_id,
+            &user.id,
+            &code,
+        );
+        let on_last = if matched {
+            Vec::new()
+        } else {
+            self.event_messages(
+                EventType::CodeLocked,
+                &user.tenant_id,
+                &user.id,
+                EventPrincipal::Code,
+                caller.ip.as_deref(),
+                now,
+            )?
+        };
         match self
             .store
             .reserve_code_attempt(
@@ -167,6 +190,7 @@ impl Rekey {
                 &user.id,
                 &pending.id,
                 self.config.max_code_attempts,
+                &on_last,
             )
             .await?
         {
@@ -178,13 +202,7 @@ impl Rekey {
             }
             AttemptReservation::Gone => return Err(Error::code_not_found()),
         }
-        if !self.codes.verify(
-            &pending.key_id,
-            &pending.mac,
-            &user.tenant_id,
-            &user.id,
-            &code,
-        ) {
+        if !matched {
             return Err(Error::code_invalid());
         }
         let result = self
@@ -275,6 +293,20 @@ impl Rekey {
                 .with_request_id(caller.request_id.clone()),
             );
         }
+        // The holder of a code acts as `code`, whoever the caller is; otherwise the token's role.
+        let principal = if change.consume_code.is_some() {
+            EventPrincipal::Code
+        } else {
+            EventPrincipal::of(caller.principal.as_ref())
+        };
+        change.outbox.extend(self.event_messages(
+            EventType::PasswordChanged,
+            &user.tenant_id,
+            &user.id,
+            principal,
+            caller.ip.as_deref(),
+            now,
+        )?);
         Ok(self.store.change_user(&change).await?)
     }
 }

@@ -7,8 +7,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    Channel, CodeId, CodeKind, CodePolicy, Details, EmailAddress, MessageId, MessageKind,
-    MessagePayload, NewEvent, OutboxMessage, Role, TenantId, User, UserId, UserState,
+    Channel, CodeId, CodeKind, CodePolicy, Details, EmailAddress, EventPrincipal, EventType,
+    MessageId, MessageKind, MessagePayload, NewEvent, OutboxMessage, Role, TenantId, User, UserId,
+    UserState,
 };
 use crate::error::{Error, ErrorKind};
 use crate::flows::{decoy_tenant, decoy_user, state_error, Caller, Rekey};
@@ -77,8 +78,10 @@ impl Rekey {
         user: &User,
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
-        self.issue_code_tagged(
+        let principal = EventPrincipal::of(caller.principal.as_ref());
+        self.issue_code_as(
             caller.actor(),
+            principal,
             caller.ip.clone(),
             caller.request_id.clone(),
             user,
@@ -87,7 +90,8 @@ impl Rekey {
         .await
     }
 
-    /// [`Rekey::issue_code`] for an actor that is not an API caller (the CLI).
+    /// [`Rekey::issue_code`] for an actor that is not an API caller (the CLI, an operator's
+    /// retry): it acts with the instance's authority (`system` in webhook events).
     pub(crate) async fn issue_code_by(
         &self,
         actor: String,
@@ -95,14 +99,16 @@ impl Rekey {
         user: &User,
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
-        self.issue_code_tagged(actor, ip, None, user, delivery)
+        self.issue_code_as(actor, EventPrincipal::System, ip, None, user, delivery)
             .await
     }
 
-    /// [`Rekey::issue_code_by`], the queued message tagged with the request's id.
-    async fn issue_code_tagged(
+    /// Issues the code as `actor` (`principal` in webhook events), the queued message tagged
+    /// with the request's id.
+    async fn issue_code_as(
         &self,
         actor: String,
+        principal: EventPrincipal,
         ip: Option<String>,
         request_id: Option<String>,
         user: &User,
@@ -128,6 +134,14 @@ impl Rekey {
         let (key_id, mac) = self.codes.sign(&user.tenant_id, &user.id, &code)?;
         let code_id: CodeId = self.new_id();
 
+        let events = self.event_messages(
+            EventType::ResetRequested,
+            &user.tenant_id,
+            &user.id,
+            principal,
+            ip.as_deref(),
+            now,
+        )?;
         let medium = match &delivery {
             Delivery::ReturnCode => "return_code",
             Delivery::Send { channel, .. } => channel.as_str(),
@@ -193,6 +207,7 @@ impl Rekey {
         }
 
         let message_id = change.outbox.first().map(|m| m.id.clone());
+        change.outbox.extend(events);
         let details = self.store.change_user(&change).await?;
         Ok(ResetIssued {
             details,
@@ -349,6 +364,19 @@ impl Rekey {
         );
         change.require_state = vec![UserState::Initial, UserState::Active];
         change.void_pending_codes = true;
+        // The event rows a real request queues, built and sealed the same way; the store
+        // refuses the change before it inserts anything, as it does for the code and message.
+        match self.event_messages(
+            EventType::ResetRequested,
+            tenant,
+            &change.user_id,
+            EventPrincipal::Anonymous,
+            caller.ip.as_deref(),
+            now,
+        ) {
+            Ok(events) => change.outbox = events,
+            Err(err) => tracing::debug!(error = %err, "decoy events not built"),
+        }
         change.rate_limit = Some(RateLimitHit {
             key: format!("msg:{tenant}:decoy"),
             limit: self.config.limits.messages_per_user_per_hour,

@@ -30,6 +30,9 @@ pub struct Config {
     pub max_code_attempts: u32,
     pub password: PasswordPolicy,
     pub limits: Limits,
+    /// The event webhook URLs (SPEC §12): each event is queued once per URL. Empty: no
+    /// events are queued. (The signing secret stays with the delivery worker.)
+    pub event_webhooks: Vec<String>,
 }
 
 /// Instance-wide rate limits (SPEC §10); also the `[limits]` section of the configuration
@@ -86,6 +89,7 @@ impl Default for Config {
             max_code_attempts: MAX_CODE_ATTEMPTS,
             password: PasswordPolicy::default(),
             limits: Limits::default(),
+            event_webhooks: Vec::new(),
         }
     }
 }

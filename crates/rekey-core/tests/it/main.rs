@@ -15,3 +15,4 @@ mod reset;
 mod set_password;
 mod support;
 mod tokens;
+mod webhooks;

@@ -62,6 +62,7 @@ impl Setup {
             Transports {
                 email: Some(Arc::new(email)),
                 sms: None,
+                webhook: None,
             },
             Arc::new(SystemClock),
             rng,

@@ -2,15 +2,15 @@
 //! are written by a user change (`change.rs`).
 
 use async_trait::async_trait;
-use rekey_core::domain::ResetCodeRecord;
 use rekey_core::domain::{CodeId, TenantId, UserId};
+use rekey_core::domain::{OutboxMessage, ResetCodeRecord};
 use rekey_core::ports::store::{AttemptReservation, CodeStore, StoreError};
 
 use super::backend::SqlBackend;
 use super::rows::{CodeRow, CODE_COLUMNS};
 use super::SqlStore;
 use crate::codec::to_u32;
-use crate::error::db_error;
+use crate::error::{corrupt, db_error};
 
 impl<DB: SqlBackend> SqlStore<DB> {
     async fn reserve_in(
@@ -19,6 +19,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         user: &UserId,
         code_id: &CodeId,
         max_attempts: u32,
+        on_last: &[OutboxMessage],
     ) -> Result<AttemptReservation, StoreError> {
         // One statement decides: concurrent guesses serialize on the row and none passes the cap.
         let reserved = Self::query(
@@ -36,6 +37,16 @@ impl<DB: SqlBackend> SqlStore<DB> {
         .map_err(|e| db_error("reserve code attempt", e))?;
         if let Some(row) = reserved {
             let attempts = to_u32("reset_codes.attempts", Self::get(&row, "attempts")?)?;
+            if attempts >= max_attempts {
+                for message in on_last {
+                    if message.tenant_id != *tenant {
+                        return Err(corrupt(
+                            "outbox message for another tenant in a code attempt",
+                        ));
+                    }
+                    Self::insert_outbox(conn, message).await?;
+                }
+            }
             return Ok(AttemptReservation::Reserved { attempts });
         }
         // Not reserved: only tells the two refusals apart.
@@ -85,10 +96,11 @@ impl<DB: SqlBackend> CodeStore for SqlStore<DB> {
         user: &UserId,
         code_id: &CodeId,
         max_attempts: u32,
+        on_last: &[OutboxMessage],
     ) -> Result<AttemptReservation, StoreError> {
         const OP: &str = "reserve code attempt";
         let mut tx = self.begin_write(OP).await?;
-        let result = Self::reserve_in(&mut tx, tenant, user, code_id, max_attempts).await;
+        let result = Self::reserve_in(&mut tx, tenant, user, code_id, max_attempts, on_last).await;
         Self::finish(OP, tx, result).await
     }
 

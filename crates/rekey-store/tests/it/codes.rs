@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use rekey_core::domain::CodeKind;
+use rekey_core::domain::{Channel, CodeKind, MessageKind};
 use rekey_core::ports::store::{AttemptReservation, Store, StoreError, UserChange};
 
 use crate::harness::{cid, event, issue_code, new_code, seed, t, tid, uid, Fixture};
@@ -15,6 +15,7 @@ rekey_testkit::both_dbs!(
     pending_code_is_per_user_and_tenant,
     concurrent_reservations_stop_at_the_cap,
     reservation_outcomes_and_refund,
+    the_last_reservation_inserts_its_outbox_rows_with_it,
 );
 
 fn consume(tenant: &str, user: &str, code: &str, secs: i64) -> UserChange {
@@ -141,7 +142,7 @@ async fn new_code_voids_previous(fx: Fixture) {
     );
     assert_eq!(
         fx.store
-            .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5)
+            .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5, &[])
             .await
             .unwrap(),
         AttemptReservation::Gone
@@ -219,7 +220,7 @@ async fn concurrent_reservations_stop_at_the_cap(fx: Fixture) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5)
+                    .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 5, &[])
                     .await
             })
         })
@@ -258,7 +259,7 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
         let (t1, u1) = (t1.clone(), u1.clone());
         async move {
             store
-                .reserve_code_attempt(&t1, &u1, &cid("c1"), cap)
+                .reserve_code_attempt(&t1, &u1, &cid("c1"), cap, &[])
                 .await
                 .unwrap()
         }
@@ -308,7 +309,7 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
     for (tenant, user, code) in [("t1", "u1", "nope"), ("t1", "u2", "c1"), ("t2", "u1", "c1")] {
         assert_eq!(
             fx.store
-                .reserve_code_attempt(&tid(tenant), &uid(user), &cid(code), 3)
+                .reserve_code_attempt(&tid(tenant), &uid(user), &cid(code), 3, &[])
                 .await
                 .unwrap(),
             AttemptReservation::Gone
@@ -344,4 +345,67 @@ async fn reservation_outcomes_and_refund(fx: Fixture) {
         3
     );
     assert_eq!(reserve(3).await, AttemptReservation::Gone);
+}
+
+/// `on_last` (the flow's `user.code.locked` webhook rows) goes in with the attempt that reaches
+/// the cap, in its transaction, and never with an earlier, later or refused one.
+async fn the_last_reservation_inserts_its_outbox_rows_with_it(fx: Fixture) {
+    seed(&fx).await;
+    issue_code(&fx, "t1", "u1", "c1", t(10)).await;
+    let rows = |n: u32| {
+        ["https://a.example/hook", "https://b.example/hook"]
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let mut m = rekey_testkit::fixtures::message(&format!("ev{n}-{i}"))
+                    .channel(Channel::Webhook, url)
+                    .sealed("o1", vec![1, 2, 3])
+                    .at(t(20))
+                    .build();
+                m.kind = MessageKind::Event;
+                m
+            })
+            .collect::<Vec<_>>()
+    };
+    let webhook_rows = || fx.scalar("SELECT COUNT(*) FROM outbox WHERE channel = 'webhook'");
+    for n in 1..=2 {
+        let reserved = fx
+            .store
+            .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 3, &rows(n))
+            .await
+            .unwrap();
+        assert_eq!(reserved, AttemptReservation::Reserved { attempts: n });
+        assert_eq!(webhook_rows().await, 0, "not the last attempt");
+    }
+    let reserved = fx
+        .store
+        .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 3, &rows(3))
+        .await
+        .unwrap();
+    assert_eq!(reserved, AttemptReservation::Reserved { attempts: 3 });
+    assert_eq!(webhook_rows().await, 2, "the last attempt queues them");
+    assert_eq!(
+        fx.scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'event' AND state = 'pending'")
+            .await,
+        2
+    );
+    let refused = fx
+        .store
+        .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 3, &rows(4))
+        .await
+        .unwrap();
+    assert_eq!(refused, AttemptReservation::Exhausted);
+    assert_eq!(webhook_rows().await, 2, "a refused attempt queues nothing");
+
+    // A row that cannot be inserted rolls the attempt back with it.
+    issue_code(&fx, "t1", "u1", "c2", t(30)).await;
+    let mut bad = rows(3); // the ids of the rows already queued
+    bad.truncate(1);
+    let err = fx
+        .store
+        .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c2"), 1, &bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(fx.pending("t1", "u1").await.attempts, 0);
 }

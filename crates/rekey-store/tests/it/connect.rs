@@ -85,7 +85,7 @@ async fn two_stores_write_concurrently(fx: Fixture) {
             store.change_user(&change).await.unwrap();
             // Interleave the attempt counter (a write outside change_user) and reads.
             store
-                .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 1000)
+                .reserve_code_attempt(&tid("t1"), &uid("u1"), &cid("c1"), 1000, &[])
                 .await
                 .unwrap();
             store.user(&tid(tenant), &uid(user)).await.unwrap().unwrap();

@@ -11,6 +11,7 @@ mod codes;
 mod connect;
 mod erasure;
 mod harness;
+mod migrations;
 mod outbox;
 mod paging;
 mod postgres_tls;

@@ -18,3 +18,4 @@ mod openapi;
 mod outage;
 mod replicas;
 mod tokens;
+mod webhooks;

@@ -162,13 +162,17 @@ pub trait CodeStore: Send + Sync {
         user: &UserId,
     ) -> Result<Option<ResetCodeRecord>, StoreError>;
     /// Atomically counts one attempt on a pending code, unless it already has `max_attempts`.
-    /// Committed on its own: a wrong guess changes nothing else.
+    /// Committed on its own: a wrong guess changes nothing else — except that when this
+    /// attempt is the last one allowed (the count reaches `max_attempts`), the outbox rows
+    /// `on_last` (the `user.code.locked` webhook events of a wrong code) are inserted in the
+    /// same transaction.
     async fn reserve_code_attempt(
         &self,
         tenant: &TenantId,
         user: &UserId,
         code_id: &CodeId,
         max_attempts: u32,
+        on_last: &[OutboxMessage],
     ) -> Result<AttemptReservation, StoreError>;
     /// Gives back an attempt reserved by a submission whose code matched but whose password
     /// the policy refused.
