@@ -243,6 +243,8 @@ pub enum RouteKind {
     },
     /// Liveness or readiness: no authentication, JSON status body.
     Health,
+    /// `/metrics`: no authentication, Prometheus text.
+    Metrics,
 }
 
 /// A route of [`HTTP_ROUTES`].
@@ -264,6 +266,7 @@ pub static HTTP_ROUTES: &[HttpRoute] = &[
     HttpRoute { method: POST, path: "/api/web/custom/password/reset", summary: "Email the calling user a reset link", kind: RouteKind::F5 { authenticated: true, body: &[] }, handler: |s, r| Box::pin(f5::self_service_reset(s, r)) },
     HttpRoute { method: GET, path: "/healthz", summary: "Liveness: the process is up", kind: RouteKind::Health, handler: |s, r| Box::pin(ops::healthz(s, r)) },
     HttpRoute { method: GET, path: "/readyz", summary: "Readiness: the database is reachable and migrated (503 otherwise)", kind: RouteKind::Health, handler: |s, r| Box::pin(ops::readyz(s, r)) },
+    HttpRoute { method: GET, path: "/metrics", summary: "Prometheus metrics (text format 0.0.4); 404 here when REKEY_METRICS_LISTEN gives them a listener of their own", kind: RouteKind::Metrics, handler: |s, r| Box::pin(crate::metrics::metrics(s, r)) },
 ];
 
 /// [`HTTP_ROUTES`] with the F5 seed-prefix aliases: (path, route).

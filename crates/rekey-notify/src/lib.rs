@@ -10,6 +10,7 @@ pub mod email;
 pub mod signature;
 pub mod sms;
 pub mod smtp;
+pub mod stats;
 pub mod templates;
 pub mod worker;
 
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use rekey_core::domain::MessagePayload;
 use rekey_core::domain::OutboxMessage;
 
+pub use stats::Delivered;
 pub use templates::{Rendered, Templates};
 pub use worker::{Transports, Worker, WorkerConfig};
 

@@ -31,6 +31,7 @@ use rekey_core::ports::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::stats::{Delivered, DeliveryStats};
 use crate::templates::Templates;
 use crate::{Outgoing, SendError, Transport};
 
@@ -127,6 +128,7 @@ struct Inner {
     email: Option<Arc<dyn Transport>>,
     sms: Option<Arc<dyn Transport>>,
     wake: Arc<Notify>,
+    deliveries: DeliveryStats,
 }
 
 impl std::fmt::Debug for Worker {
@@ -159,6 +161,7 @@ impl Worker {
                 email: transports.email,
                 sms: transports.sms,
                 wake: Arc::new(Notify::new()),
+                deliveries: DeliveryStats::default(),
             }),
         }
     }
@@ -173,6 +176,11 @@ impl Worker {
             channels.push(Channel::Sms);
         }
         channels
+    }
+
+    /// Deliveries since start by channel and outcome, zeros included (for `/metrics`).
+    pub fn deliveries(&self) -> Vec<(Channel, Delivered, u64)> {
+        self.inner.deliveries.snapshot()
     }
 
     /// Notifying this wakes an idle worker at once (e.g. after a request queued a message),
@@ -363,6 +371,7 @@ impl Inner {
             }
         };
         log_outcome(&message, &outcome, self.config.max_attempts);
+        self.deliveries.record(message.channel, &outcome);
         outcome
     }
 

@@ -50,6 +50,9 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `REKEY_LISTEN`: the one listener for every face and form.
     pub listen: String,
+    /// `REKEY_METRICS_LISTEN`: a listener of its own for `/metrics` (plain HTTP); unset =
+    /// `/metrics` on the main listener.
+    pub metrics_listen: Option<String>,
     /// `REKEY_PUBLIC_URL`: base of every link in a message.
     pub public_url: String,
     /// `REKEY_DATA_DIR`: SQLite file (when the URL names none) and generated keys.
@@ -412,6 +415,7 @@ impl Default for Settings {
         Self {
             database_url: None,
             listen: "127.0.0.1:8080".to_owned(),
+            metrics_listen: None,
             public_url: Config::default().public_url,
             data_dir: PathBuf::from("rekey-data"),
             unauth_deadline_ms: millis(serve.unauth_deadline),

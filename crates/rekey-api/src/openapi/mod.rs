@@ -124,6 +124,7 @@ pub fn document() -> Value {
                 body,
             } => f5_operation(&path, route.summary, authenticated, body),
             RouteKind::Health => health_operation(route.summary),
+            RouteKind::Metrics => metrics_operation(route.summary),
         };
         add(&mut paths, &path, route.method.as_str(), operation);
     }
@@ -276,6 +277,21 @@ fn f5_operation(path: &str, summary: &str, authenticated: bool, body: &[&str]) -
         }]);
     }
     operation
+}
+
+fn metrics_operation(summary: &str) -> Value {
+    json!({
+        "tags": ["Operations"],
+        "summary": summary,
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "Every metric, in the Prometheus text exposition format",
+                "content": { "text/plain": { "schema": { "type": "string" } } },
+            },
+            "404": { "description": "Served on the separate metrics listener instead" },
+        },
+    })
 }
 
 fn health_operation(summary: &str) -> Value {

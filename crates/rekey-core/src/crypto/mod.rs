@@ -9,5 +9,5 @@ pub mod sealer;
 pub use code_mac::CodeMac;
 pub use hash_bounds::{BoundedHash, HashBounds, HashRefusal};
 pub use keys::{KeyRing, KeyRingError};
-pub use password_hasher::{default_threads, HashParams, PasswordHasher};
+pub use password_hasher::{default_threads, HashParams, HashPoolStats, PasswordHasher};
 pub use sealer::Sealer;

@@ -16,6 +16,7 @@ mod access;
 mod admin;
 mod password;
 mod reset;
+mod stats;
 mod tenants;
 mod tokens;
 mod users;
@@ -24,6 +25,7 @@ pub use access::Caller;
 pub use admin::Retried;
 pub use password::{SetPassword, Verification};
 pub use reset::{Delivery, ResetIssued};
+pub use stats::{RateLimit, Stats};
 pub use tokens::IssuedToken;
 pub use users::{ListedUsers, NewAdmin, NewUser, NewUserOptions};
 
@@ -52,6 +54,8 @@ pub struct Rekey {
     sealer: Sealer,
     pub(crate) hasher: PasswordHasher,
     pub(crate) config: Config,
+    /// Rate-limit refusals, for `/metrics`.
+    refusals: stats::RateLimitRefusals,
 }
 
 /// Where lookups for input that names nothing go, so they cost what a real lookup costs.
@@ -95,6 +99,7 @@ impl Rekey {
             sealer,
             hasher,
             config,
+            refusals: stats::RateLimitRefusals::default(),
         }
     }
 

@@ -22,6 +22,7 @@ rekey_testkit::both_dbs!(
     retry_by_id_brings_a_failed_message_back,
     lookup_by_id,
     failed_bodies_are_erased_once_their_code_expired,
+    stats_count_the_backlog_and_the_pools,
 );
 
 /// Queues `messages` (all of one user) the way a flow does: inside a user change.
@@ -555,4 +556,44 @@ async fn failed_bodies_are_erased_once_their_code_expired(fx: Fixture) {
         1
     );
     assert!(!body("notice").await.body.is_empty());
+}
+
+async fn stats_count_the_backlog_and_the_pools(fx: Fixture) {
+    seed(&fx).await;
+    assert_eq!(fx.store.outbox_stats().await.unwrap(), Default::default());
+    let mut failed = msg("t1", "u1", "m-failed", 5);
+    failed.state = OutboxState::Failed;
+    queue(
+        &fx,
+        vec![
+            msg("t1", "u1", "m-b", 20),
+            failed,
+            msg("t1", "u1", "m-a", 10),
+        ],
+    )
+    .await;
+    queue(&fx, vec![msg("t2", "u3", "m-c", 15)]).await;
+    let stats = fx.store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.failed), (3, 1));
+    assert_eq!(stats.oldest_pending, Some(t(10)));
+
+    // Sent messages are not backlog; the oldest pending moves on.
+    let claimed = fx
+        .store
+        .claim_outbox(t(50), t(110), &[Channel::Email], 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["m-a"]);
+    assert!(fx
+        .store
+        .mark_outbox_sent(&tid("t1"), "m-a", t(51))
+        .await
+        .unwrap());
+    let stats = fx.store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.failed), (2, 1));
+    assert_eq!(stats.oldest_pending, Some(t(15)));
+
+    let pools = fx.store.pool_stats();
+    assert!(pools.max >= 1, "{pools:?}");
+    assert!(pools.idle + pools.in_use <= pools.max, "{pools:?}");
 }
