@@ -174,9 +174,15 @@ pub(crate) fn classify(method: &Method, path: &str, grpc: Option<bool>) -> Route
         }
         None => {
             if rpc_service(path).is_some_and(|s| table.services.iter().any(|t| t == s)) {
+                // Connect unary is a POST; anything else (a CORS preflight) is not the RPC.
+                let operation = if *method == Method::POST {
+                    rpc()
+                } else {
+                    UNKNOWN
+                };
                 return Route {
                     face: Face::Connect,
-                    operation: rpc(),
+                    operation,
                 };
             }
         }
@@ -430,6 +436,7 @@ mod tests {
                 None,
                 ("connect", "unknown"),
             ),
+            (Method::OPTIONS, rpc, None, ("connect", "unknown")),
             (Method::DELETE, "/v2/users/9", None, ("rest", "DeleteUser")),
             (Method::GET, "/v2/users/9", None, ("rest", "GetUserByID")),
             (Method::PUT, "/v2/users/9", None, ("rest", "unknown")),

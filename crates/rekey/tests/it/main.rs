@@ -10,6 +10,7 @@ mod clients;
 mod delivery;
 mod deploy;
 mod harness;
+mod metrics;
 mod openapi;
 mod outage;
 mod replicas;
