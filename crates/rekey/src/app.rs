@@ -275,12 +275,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let served = rekey_api::serve::serve(listener, app, tls, options, shutdown).await;
     let since = (*signalled.borrow()).unwrap_or_else(tokio::time::Instant::now);
     if let Some(metrics_server) = metrics_server {
-        // It stopped at the same signal; a scrape in flight is not worth waiting for.
-        if tokio::time::timeout_at(since + shutdown_timeout, metrics_server)
-            .await
-            .is_err()
-        {
-            tracing::warn!("metrics listener still open at the shutdown timeout");
+        // It stops at the same signal, within the same bound.
+        match tokio::time::timeout_at(since + shutdown_timeout, metrics_server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => tracing::error!(error = %err, "metrics listener failed"),
+            Ok(Err(err)) => tracing::error!(error = %err, "metrics listener task failed"),
+            Err(_) => tracing::warn!("metrics listener still open at the shutdown timeout"),
         }
     }
     // The worker lets its sends in flight finish; one that outlasts the bound is dropped, and

@@ -72,7 +72,7 @@ impl Template {
         for segment in &self.segments {
             match (segment, parts.next()) {
                 (_, None) => return false,
-                (None, Some(part)) if part.is_empty() => return false,
+                (None, Some("")) => return false,
                 (None, Some(_)) => {}
                 (Some(lit), Some(part)) if *lit == part => {}
                 (Some(_), Some(_)) => return false,
