@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Rekey's whole test suite on a fresh machine: makes sure what the tests need is there
-# (PostgreSQL, systemd-analyze), then the quality gates and every test, against SQLite and
-# PostgreSQL, then a short run of each fuzz target (scripts/fuzz-smoke.sh).
+# (PostgreSQL, systemd-analyze, promtool), then the quality gates and every test, against SQLite
+# and PostgreSQL, then a short run of each fuzz target (scripts/fuzz-smoke.sh).
 #
 #   scripts/test.sh
 #
@@ -69,6 +69,9 @@ tests/browser/install.sh
 
 log "Installing the OpenAPI checkers (tests/openapi/install.sh)"
 tests/openapi/install.sh
+
+log "Installing promtool for the /metrics tests (tests/metrics/install.sh)"
+tests/metrics/install.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

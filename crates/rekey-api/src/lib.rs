@@ -8,6 +8,7 @@ pub mod cors;
 pub mod error;
 pub mod faces;
 pub mod json;
+pub mod metrics;
 pub mod openapi;
 pub mod operations;
 pub mod ops;
@@ -49,6 +50,11 @@ pub struct ServeSettings {
     pub channels: Vec<(String, String)>,
     /// Browser origins allowed to call the API (SPEC §5).
     pub cors: cors::CorsPolicy,
+    /// This server's request counters (and the worker's deliveries) for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
+    /// `false` when `/metrics` has a listener of its own (`REKEY_METRICS_LISTEN`): the main
+    /// listener then answers it 404.
+    pub metrics_on_main_listener: bool,
 }
 
 impl Default for ServeSettings {
@@ -60,6 +66,8 @@ impl Default for ServeSettings {
             unauth_deadline: Duration::from_millis(400),
             channels: Vec::new(),
             cors: cors::CorsPolicy::Off,
+            metrics: Arc::new(metrics::Metrics::new()),
+            metrics_on_main_listener: true,
         }
     }
 }
@@ -97,6 +105,10 @@ pub fn router(state: AppState) -> Router {
             cors::cors,
         ))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.settings.metrics.clone(),
+            metrics::observe,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::new(state.settings.trusted_proxies.clone()),
             request_id::assign,

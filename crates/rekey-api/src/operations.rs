@@ -249,6 +249,8 @@ pub enum RouteKind {
     Admin {
         doc: fn() -> operations_api::RouteDoc,
     },
+    /// `/metrics`: no authentication, Prometheus text.
+    Metrics,
 }
 
 /// A route of [`HTTP_ROUTES`].
@@ -275,6 +277,7 @@ pub static HTTP_ROUTES: &[HttpRoute] = &[
     HttpRoute { method: PATCH, path: "/rekey/v1/tenants/{id}/settings", summary: "Set or unset (null) a tenant's settings by their CLI names", kind: RouteKind::Admin { doc: operations_api::patch_settings_doc }, handler: |s, r| Box::pin(operations_api::patch_settings(s, r)) },
     HttpRoute { method: GET, path: "/healthz", summary: "Liveness: the process is up", kind: RouteKind::Health, handler: |s, r| Box::pin(ops::healthz(s, r)) },
     HttpRoute { method: GET, path: "/readyz", summary: "Readiness: the database is reachable and migrated (503 otherwise)", kind: RouteKind::Health, handler: |s, r| Box::pin(ops::readyz(s, r)) },
+    HttpRoute { method: GET, path: "/metrics", summary: "Prometheus metrics (text format 0.0.4); 404 here when REKEY_METRICS_LISTEN gives them a listener of their own", kind: RouteKind::Metrics, handler: |s, r| Box::pin(crate::metrics::metrics(s, r)) },
 ];
 
 /// [`HTTP_ROUTES`] with the F5 seed-prefix aliases: (path, route).

@@ -13,6 +13,7 @@ pub mod mail_dir;
 pub mod signature;
 pub mod sms;
 pub mod smtp;
+pub mod stats;
 pub mod templates;
 pub mod webhook;
 pub mod worker;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use rekey_core::domain::MessagePayload;
 use rekey_core::domain::OutboxMessage;
 
+pub use stats::Delivered;
 pub use templates::{Rendered, Templates};
 pub use worker::{Retention, Transports, Worker, WorkerConfig, WorkerStore};
 

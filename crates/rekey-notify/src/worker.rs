@@ -29,6 +29,7 @@ use rekey_core::ports::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::stats::{Delivered, DeliveryStats};
 use crate::templates::Templates;
 use crate::{EventTransport, Outgoing, OutgoingEvent, SendError, Transport};
 
@@ -181,6 +182,7 @@ struct Inner {
     sms: Option<Arc<dyn Transport>>,
     webhook: Option<Arc<dyn EventTransport>>,
     wake: Arc<Notify>,
+    deliveries: DeliveryStats,
 }
 
 impl std::fmt::Debug for Worker {
@@ -214,6 +216,7 @@ impl Worker {
                 sms: transports.sms,
                 webhook: transports.webhook,
                 wake: Arc::new(Notify::new()),
+                deliveries: DeliveryStats::default(),
             }),
         }
     }
@@ -231,6 +234,11 @@ impl Worker {
             channels.push(Channel::Webhook);
         }
         channels
+    }
+
+    /// Deliveries since start by channel and outcome, zeros included (for `/metrics`).
+    pub fn deliveries(&self) -> Vec<(Channel, Delivered, u64)> {
+        self.inner.deliveries.snapshot()
     }
 
     /// Notifying this wakes an idle worker at once (e.g. after a request queued a message),
@@ -466,6 +474,7 @@ impl Inner {
             }
         };
         log_outcome(&message, &outcome, self.config.max_attempts);
+        self.deliveries.record(message.channel, &outcome);
         outcome
     }
 

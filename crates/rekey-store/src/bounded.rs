@@ -21,9 +21,9 @@ use rekey_core::domain::{
 };
 use rekey_core::domain::{CodeId, MessageId, TenantId, TokenId, UserId};
 use rekey_core::ports::store::{
-    AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxQuery, OutboxStore,
-    RateLimitHit, RateLimitStore, StoreError, TenantStore, TokenStore, UserChange, UserPage,
-    UserSearch, UserStore,
+    AttemptReservation, AuditLog, CodeStore, EventFilter, Health, OutboxQuery, OutboxStats,
+    OutboxStore, PoolStats, RateLimitHit, RateLimitStore, StoreError, TenantStore, TokenStore,
+    UserChange, UserPage, UserSearch, UserStore,
 };
 
 /// A [`Store`](rekey_core::ports::store::Store) whose every operation ends within `limit`.
@@ -45,6 +45,7 @@ impl<S> Bounded<S> {
         match tokio::time::timeout(self.limit, fut).await {
             Ok(result) => result,
             Err(_) => {
+                crate::error::count_db_error();
                 tracing::error!(
                     op,
                     limit_ms = self.limit.as_millis(),
@@ -60,6 +61,14 @@ impl<S> Bounded<S> {
 impl<S: Health> Health for Bounded<S> {
     async fn ping(&self) -> Result<(), StoreError> {
         self.run("ping", self.inner.ping()).await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.run("outbox stats", self.inner.outbox_stats()).await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        self.inner.pool_stats()
     }
 }
 

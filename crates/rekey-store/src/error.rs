@@ -1,6 +1,21 @@
 //! How sqlx errors become [`StoreError`]s, and the errors of opening a store.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rekey_core::ports::store::StoreError;
+
+/// Database failures since start, for `/metrics` (`PoolStats::errors`): every error mapped by
+/// [`db_error`] or [`corrupt`] and every operation [`crate::Bounded`] gave up on. One count
+/// for the process: the failures are the database's, whichever store handle met them.
+static DB_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn count_db_error() {
+    DB_ERRORS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn db_errors() -> u64 {
+    DB_ERRORS.load(Ordering::Relaxed)
+}
 
 /// Why [`crate::connect`] (or a store constructor) failed. Never contains the URL: it may carry a
 /// password.
@@ -42,6 +57,7 @@ pub enum ConnectError {
 /// error texts carry no bound values, so no secret reaches the log.
 pub(crate) fn db_error(op: &'static str, err: sqlx::Error) -> StoreError {
     use sqlx::error::ErrorKind;
+    count_db_error();
     match &err {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::ColumnNotFound(_)
@@ -100,6 +116,7 @@ pub(crate) fn violation_mentions(err: &sqlx::Error, needle: &str) -> bool {
 
 pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
     let what = what.into();
+    count_db_error();
     tracing::error!(%what, "stored data is inconsistent");
     StoreError::Corrupt(what)
 }

@@ -16,6 +16,7 @@
 
 pub mod fixtures;
 pub mod probe;
+pub mod promtool;
 pub mod proxy;
 pub mod smtp;
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rekey_api::metrics::{DeliveryCounts, Metrics};
 use rekey_api::serve::ServeOptions;
 use rekey_api::{AppState, ServeSettings};
 use rekey_core::crypto::CodeMac;
@@ -93,6 +94,8 @@ pub fn serve_settings(settings: &Settings) -> anyhow::Result<ServeSettings> {
             ("webhook".to_owned(), webhook_status(settings)),
         ],
         cors: settings.cors.allowed_origins.clone(),
+        metrics: Arc::new(Metrics::new()),
+        metrics_on_main_listener: settings.metrics_listen.is_none(),
     })
 }
 
@@ -211,7 +214,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         // Printed once, to stderr, so a newcomer can call the API straight away.
         crate::logging::first_token(settings.log_format, issued.secret.expose_secret());
     }
-    let serving = serve_settings(&settings)?;
+    let mut serving = serve_settings(&settings)?;
     // Each channel's status at start: a channel left unconfigured keeps its messages queued.
     for (channel, status) in &serving.channels {
         if status.starts_with("not configured") {
@@ -220,15 +223,26 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             tracing::info!(channel, "{status}");
         }
     }
+    let (worker, mailer) = outbox_worker(&settings, &deps)?;
+    serving.metrics =
+        Arc::new(Metrics::new().with_deliveries(Arc::new(WorkerDeliveries(worker.clone()))));
     let state = AppState {
         rekey,
         settings: Arc::new(serving),
     };
-    let (worker, mailer) = outbox_worker(&settings, &deps)?;
     // Rotated key files are picked up while serving; the flows and the worker share the rings.
     let reloader = key_files::Reloader::new(&settings, &deps);
     let reloading = (!reloader.is_empty())
         .then(|| tokio::spawn(reloader.run(Duration::from_millis(settings.keys.reload_ms))));
+    let metrics_listener = match &settings.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the metrics listener {address}"))?,
+        ),
+        None => None,
+    };
+    let metrics_app = rekey_api::metrics::router(state.clone());
     let app = rekey_api::router(state);
     let tls = tls_config(&settings)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -244,6 +258,24 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = signal.send(Some(tokio::time::Instant::now()));
     };
+    let metrics_server = metrics_listener
+        .map(|listener| {
+            tracing::info!(listen = %listener.local_addr()?, "metrics on a listener of their own");
+            let mut stop = signalled.clone();
+            Ok::<_, std::io::Error>(tokio::spawn(rekey_api::serve::serve(
+                listener,
+                metrics_app,
+                None,
+                ServeOptions {
+                    max_connections: METRICS_CONNECTIONS,
+                    ..options.clone()
+                },
+                async move {
+                    let _ = stop.wait_for(Option::is_some).await;
+                },
+            )))
+        })
+        .transpose()?;
     let mut worker_signalled = signalled.clone();
     let mut delivery = tokio::spawn(worker.run(async move {
         // An error means serve ended without a signal (the sender is gone): stop as well.
@@ -251,6 +283,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }));
     let served = rekey_api::serve::serve(listener, app, tls, options, shutdown).await;
     let since = (*signalled.borrow()).unwrap_or_else(tokio::time::Instant::now);
+    if let Some(metrics_server) = metrics_server {
+        // It stops at the same signal, within the same bound.
+        match tokio::time::timeout_at(since + shutdown_timeout, metrics_server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => tracing::error!(error = %err, "metrics listener failed"),
+            Ok(Err(err)) => tracing::error!(error = %err, "metrics listener task failed"),
+            Err(_) => tracing::warn!("metrics listener still open at the shutdown timeout"),
+        }
+    }
     // The worker lets its sends in flight finish; one that outlasts the bound is dropped, and
     // its messages stay claimed until their lease runs out, then go out after the next start.
     match tokio::time::timeout_at(since + shutdown_timeout, &mut delivery).await {
@@ -271,6 +312,22 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     served.context("server failed")?;
     tracing::info!("rekey stopped");
     Ok(())
+}
+
+/// Connections the metrics listener takes at once: a scraper or two, and a person with curl.
+const METRICS_CONNECTIONS: usize = 16;
+
+/// The outbox worker's delivery counters, as `/metrics` reads them.
+struct WorkerDeliveries(Worker);
+
+impl DeliveryCounts for WorkerDeliveries {
+    fn delivery_counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.0
+            .deliveries()
+            .into_iter()
+            .map(|(channel, outcome, count)| (channel.as_str(), outcome.as_str(), count))
+            .collect()
+    }
 }
 
 /// Connection hygiene and the shutdown bound (SPEC §5).

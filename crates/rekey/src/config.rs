@@ -53,6 +53,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// `REKEY_LISTEN`: the one listener for every face and form.
     pub listen: String,
+    /// `REKEY_METRICS_LISTEN`: a listener of its own for `/metrics` (plain HTTP); unset =
+    /// `/metrics` on the main listener.
+    pub metrics_listen: Option<String>,
     /// `REKEY_PUBLIC_URL`: base of every link in a message.
     pub public_url: String,
     /// `REKEY_DATA_DIR`: SQLite file (when the URL names none) and generated keys.
@@ -534,6 +537,7 @@ impl Default for Settings {
             database_url: None,
             database: DatabaseSettings::default(),
             listen: "127.0.0.1:8080".to_owned(),
+            metrics_listen: None,
             public_url: Config::default().public_url,
             data_dir: PathBuf::from("rekey-data"),
             unauth_deadline_ms: millis(serve.unauth_deadline),

@@ -145,10 +145,12 @@ where
         let (meta, message) = split(&state, request);
         let answer = operation(state.clone(), meta, message);
         async move {
-            answer
-                .await
-                .map(tonic::Response::new)
-                .map_err(|err| status(&err))
+            let answer = answer.await;
+            crate::metrics::note_grpc_status(match &answer {
+                Ok(_) => 0,
+                Err(err) => err.kind.grpc_code(),
+            });
+            answer.map(tonic::Response::new).map_err(|err| status(&err))
         }
     });
     let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())

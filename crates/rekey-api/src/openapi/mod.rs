@@ -126,6 +126,7 @@ pub fn document() -> Value {
             } => f5_operation(&path, route.summary, authenticated, body),
             RouteKind::Health => health_operation(route.summary),
             RouteKind::Admin { doc } => admin_operation(route.summary, doc()),
+            RouteKind::Metrics => metrics_operation(route.summary),
         };
         add(&mut paths, &path, route.method.as_str(), operation);
     }
@@ -313,6 +314,21 @@ fn admin_operation(summary: &str, doc: RouteDoc) -> Value {
         });
     }
     operation
+}
+
+fn metrics_operation(summary: &str) -> Value {
+    json!({
+        "tags": ["Operations"],
+        "summary": summary,
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "Every metric, in the Prometheus text exposition format",
+                "content": { "text/plain": { "schema": { "type": "string" } } },
+            },
+            "404": { "description": "Served on the separate metrics listener instead" },
+        },
+    })
 }
 
 fn health_operation(summary: &str) -> Value {

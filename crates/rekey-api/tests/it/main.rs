@@ -10,6 +10,7 @@ mod f5;
 mod helpers;
 mod list_users;
 mod management_v1;
+mod metrics;
 mod openapi;
 mod operations_api;
 mod outbox_retry;

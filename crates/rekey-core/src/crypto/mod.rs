@@ -11,5 +11,5 @@ pub use code_mac::CodeMac;
 pub use hash_bounds::{BoundedHash, HashBounds, HashRefusal};
 pub use key_file::{KeyFile, KeyInfo};
 pub use keys::{KeyRing, KeyRingError, LiveRing};
-pub use password_hasher::{default_threads, HashParams, PasswordHasher};
+pub use password_hasher::{default_threads, HashParams, HashPoolStats, PasswordHasher};
 pub use sealer::Sealer;

@@ -5,6 +5,7 @@
 //! Every hash Rekey computes stays within [`HashBounds::ACCEPTED`] (see
 //! [`crate::crypto::hash_bounds`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHasher as _, SaltString};
@@ -83,7 +84,23 @@ pub struct PasswordHasher {
     /// Work: `threads` permits; holders run on the blocking pool.
     workers: Arc<Semaphore>,
     threads: usize,
+    queue: usize,
+    /// Hashes refused because the pool and its queue were full.
+    refused: Arc<AtomicU64>,
     rng: Arc<dyn Random>,
+}
+
+/// How busy the hash pool is, read without locking (for `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HashPoolStats {
+    /// Hashes running now (at most `threads`).
+    pub busy: u64,
+    /// Admitted hashes waiting for a thread (at most `queue`).
+    pub queued: u64,
+    /// Hashes refused with RESOURCE_EXHAUSTED since start.
+    pub refused: u64,
+    pub threads: u64,
+    pub queue: u64,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -107,6 +124,8 @@ impl PasswordHasher {
             admission: Arc::new(Semaphore::new(threads + queue)),
             workers: Arc::new(Semaphore::new(threads)),
             threads,
+            queue,
+            refused: Arc::new(AtomicU64::new(0)),
             rng,
         })
     }
@@ -115,15 +134,32 @@ impl PasswordHasher {
         self.threads
     }
 
+    /// A snapshot of the pool's use; the two semaphores are read one after the other, so under
+    /// load `busy + queued` may be off by one for an instant.
+    pub fn stats(&self) -> HashPoolStats {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let admitted =
+            (self.threads + self.queue).saturating_sub(self.admission.available_permits());
+        let busy = self
+            .threads
+            .saturating_sub(self.workers.available_permits());
+        HashPoolStats {
+            busy: count(busy),
+            queued: count(admitted.saturating_sub(busy)),
+            refused: self.refused.load(Ordering::Relaxed),
+            threads: count(self.threads),
+            queue: count(self.queue),
+        }
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let _admitted = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::hash_pool_busy())?;
+        let _admitted = self.admission.clone().try_acquire_owned().map_err(|_| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            Error::hash_pool_busy()
+        })?;
         let worker = self
             .workers
             .clone()
@@ -357,5 +393,29 @@ mod tests {
         // one running + one queued are admitted; the rest are refused at once
         assert!(ok >= 2, "ok={ok}");
         assert!(busy >= 1, "busy={busy}");
+        let stats = hasher.stats();
+        assert_eq!(stats.refused, busy);
+        assert_eq!((stats.busy, stats.queued), (0, 0));
+    }
+
+    #[test]
+    fn stats_tell_running_from_queued() {
+        let hasher = PasswordHasher::new(cheap(), 1, 2, Arc::new(SeededRandom::new(7))).unwrap();
+        assert_eq!(
+            hasher.stats(),
+            HashPoolStats {
+                threads: 1,
+                queue: 2,
+                ..HashPoolStats::default()
+            }
+        );
+        // What `run` holds for a running hash, then for one waiting for the thread.
+        let _running = (
+            hasher.admission.clone().try_acquire_owned().unwrap(),
+            hasher.workers.clone().try_acquire_owned().unwrap(),
+        );
+        let _waiting = hasher.admission.clone().try_acquire_owned().unwrap();
+        let stats = hasher.stats();
+        assert_eq!((stats.busy, stats.queued, stats.refused), (1, 1, 0));
     }
 }

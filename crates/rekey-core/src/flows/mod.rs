@@ -17,6 +17,7 @@ mod admin;
 mod operations;
 mod password;
 mod reset;
+mod stats;
 mod tenants;
 mod tokens;
 mod users;
@@ -27,6 +28,7 @@ pub use admin::Retried;
 pub use operations::{EventQuery, OutboxListing, Page, DEFAULT_PAGE, MAX_PAGE};
 pub use password::{SetPassword, Verification};
 pub use reset::{Delivery, ResetIssued};
+pub use stats::{RateLimit, Stats};
 pub use tokens::{IssuedToken, ListedTokens, TokenRevoked};
 pub use users::{ListedUsers, NewAdmin, NewUser, NewUserOptions};
 
@@ -57,6 +59,8 @@ pub struct Rekey {
     pub(crate) config: Config,
     /// Tokens whose last use is being recorded ([`Rekey::authenticate`]).
     uses_in_flight: Arc<tokens::UsesInFlight>,
+    /// Rate-limit refusals, for `/metrics`.
+    refusals: stats::RateLimitRefusals,
 }
 
 /// Where lookups for input that names nothing go, so they cost what a real lookup costs.
@@ -101,6 +105,7 @@ impl Rekey {
             hasher,
             config,
             uses_in_flight: Arc::default(),
+            refusals: stats::RateLimitRefusals::default(),
         }
     }
 

@@ -135,14 +135,17 @@ impl Rekey {
         }
         let now = self.now();
         if let Some(ip) = &caller.ip {
-            self.store
+            let hit = self
+                .store
                 .hit_rate_limit(&RateLimitHit {
                     key: format!("code_ip:{}", self.config.limits.ip_key(ip)),
                     limit: self.config.limits.code_tries_per_ip_per_minute,
                     window_secs: 60,
                     at: now,
                 })
-                .await?;
+                .await;
+            self.refusals
+                .count(super::RateLimit::CodeTriesPerIpPerMinute, hit)?;
         }
         // The same reads whether or not the id names a user (index, user, pending code), so
         // an unknown id cannot be told apart by the time its answer takes.

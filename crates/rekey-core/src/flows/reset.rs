@@ -12,7 +12,7 @@ use crate::domain::{
     UserState,
 };
 use crate::error::{Error, ErrorKind};
-use crate::flows::{decoy_tenant, decoy_user, state_error, Caller, Rekey};
+use crate::flows::{decoy_tenant, decoy_user, state_error, Caller, RateLimit, Rekey};
 use crate::policy::{EffectiveSettings, UrlTemplate, Values};
 use crate::ports::store::{NewResetCode, RateLimitHit, StoreError, UserChange};
 
@@ -208,7 +208,10 @@ impl Rekey {
 
         let message_id = change.outbox.first().map(|m| m.id.clone());
         change.outbox.extend(events);
-        let details = self.store.change_user(&change).await?;
+        let details = self.refusals.count(
+            RateLimit::MessagesPerUserPerHour,
+            self.store.change_user(&change).await,
+        )?;
         Ok(ResetIssued {
             details,
             code: matches!(delivery, Delivery::ReturnCode).then_some(code),
@@ -280,16 +283,19 @@ impl Rekey {
         let limits = self.config.limits;
         let email_key = email.as_str().to_lowercase();
         if let Some(ip) = &caller.ip {
-            self.store
+            let hit = self
+                .store
                 .hit_rate_limit(&RateLimitHit {
                     key: format!("unauth_ip:{}", limits.ip_key(ip)),
                     limit: limits.unauth_per_ip_per_minute,
                     window_secs: 60,
                     at: now,
                 })
-                .await?;
+                .await;
+            self.refusals.count(RateLimit::UnauthPerIpPerMinute, hit)?;
         }
-        self.store
+        let hit = self
+            .store
             .hit_rate_limit(&RateLimitHit {
                 key: format!(
                     "unauth_input:{}:{}",
@@ -300,7 +306,9 @@ impl Rekey {
                 window_secs: 3600,
                 at: now,
             })
-            .await?;
+            .await;
+        self.refusals
+            .count(RateLimit::UnauthPerCnameEmailPerHour, hit)?;
 
         // From here on nothing may show in the answer: the work is the same reads for every
         // input (an unknown cname is looked up in a tenant that cannot exist, never across

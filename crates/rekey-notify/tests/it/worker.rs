@@ -148,10 +148,24 @@ async fn an_smtp_outage_delays_delivery_without_losing_or_doubling_messages() {
         assert!(error.starts_with("smtp: cannot connect"), "{error}");
         assert!(!m.body.is_empty());
     }
+    let counted = |worker: &Worker| {
+        worker
+            .deliveries()
+            .into_iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(channel, outcome, n)| (channel.as_str(), outcome.as_str(), n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counted(&worker), [("email", "retry", 3)]);
 
     // It comes back: the retries deliver each message once.
     let sink = SmtpSink::start_with(port, SinkTls::None, None);
+    let watched = worker.clone();
     run_until(worker, async || sink.received().len() >= 3).await;
+    assert_eq!(
+        counted(&watched),
+        [("email", "sent", 3), ("email", "retry", 3)]
+    );
     let got = sink.received();
     let ids: HashSet<String> = got.iter().map(|m| m.header("Message-ID")).collect();
     assert_eq!(got.len(), 3);

@@ -17,6 +17,7 @@ mod events;
 mod outbox;
 mod rate_limits;
 mod rows;
+mod stats;
 mod tenants;
 mod tokens;
 mod users;
@@ -24,7 +25,7 @@ mod users;
 use std::fmt;
 
 use async_trait::async_trait;
-use rekey_core::ports::store::{Health, StoreError};
+use rekey_core::ports::store::{Health, OutboxStats, PoolStats, StoreError};
 use sqlx::{Database, Pool, Transaction};
 
 pub(crate) use dialect::Dialect;
@@ -218,6 +219,14 @@ impl<DB: SqlBackend> Health for SqlStore<DB> {
             return Err(StoreError::Unavailable);
         }
         Ok(())
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.read_outbox_stats().await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        self.read_pool_stats()
     }
 }
 

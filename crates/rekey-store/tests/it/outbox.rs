@@ -23,6 +23,7 @@ rekey_testkit::both_dbs!(
     lookup_by_id,
     failed_bodies_are_erased_once_their_code_expired,
     the_request_id_round_trips,
+    stats_count_the_backlog_and_the_pools,
 );
 
 /// Queues `messages` (all of one user) the way a flow does: inside a user change.
@@ -619,4 +620,44 @@ async fn the_request_id_round_trips(fx: Fixture) {
     assert_eq!(ids(&claimed), ["m-req", "m-cli"]);
     assert_eq!(claimed[0].request_id.as_deref(), Some("5f2c0a9e41b7d3c8"));
     assert_eq!(claimed[1].request_id, None);
+}
+
+async fn stats_count_the_backlog_and_the_pools(fx: Fixture) {
+    seed(&fx).await;
+    assert_eq!(fx.store.outbox_stats().await.unwrap(), Default::default());
+    let mut failed = msg("t1", "u1", "m-failed", 5);
+    failed.state = OutboxState::Failed;
+    queue(
+        &fx,
+        vec![
+            msg("t1", "u1", "m-b", 20),
+            failed,
+            msg("t1", "u1", "m-a", 10),
+        ],
+    )
+    .await;
+    queue(&fx, vec![msg("t2", "u3", "m-c", 15)]).await;
+    let stats = fx.store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.failed), (3, 1));
+    assert_eq!(stats.oldest_pending, Some(t(10)));
+
+    // Sent messages are not backlog; the oldest pending moves on.
+    let claimed = fx
+        .store
+        .claim_outbox(t(50), t(110), &[Channel::Email], 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["m-a"]);
+    assert!(fx
+        .store
+        .mark_outbox_sent(&tid("t1"), &mid("m-a"), t(51))
+        .await
+        .unwrap());
+    let stats = fx.store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.failed), (2, 1));
+    assert_eq!(stats.oldest_pending, Some(t(15)));
+
+    let pools = fx.store.pool_stats();
+    assert!(pools.max >= 1, "{pools:?}");
+    assert!(pools.idle + pools.in_use <= pools.max, "{pools:?}");
 }

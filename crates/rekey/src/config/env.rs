@@ -415,6 +415,7 @@ mod tests {
         let mut expected = vec![
             "database_url",
             "listen",
+            "metrics_listen",
             "public_url",
             "data_dir",
             "trusted_proxies",

@@ -14,6 +14,7 @@ mod dev_mail;
 mod harness;
 mod keys;
 mod logs;
+mod metrics;
 mod openapi;
 mod outage;
 mod replicas;

@@ -13,11 +13,13 @@ use crate::domain::{
 use crate::error::Error;
 
 mod commands;
+mod stats;
 
 pub use commands::{
     AttemptReservation, EventFilter, EventKey, NewResetCode, OutboxKey, OutboxQuery,
     PasswordChange, RateLimitHit, TextMatch, UserChange, UserFilter, UserPage, UserSearch,
 };
+pub use stats::{OutboxStats, PoolStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,11 +74,15 @@ impl From<StoreError> for Error {
 // that implements all of them is a `Store` (blanket impl), so `Arc<dyn Store>` still hands
 // everything to the flows.
 
-/// Whether the database can serve requests (`/readyz`).
+/// Whether the database can serve requests (`/readyz`), and how busy it is (`/metrics`).
 #[async_trait]
 pub trait Health: Send + Sync {
     /// Reachable and migrated.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The outbox's backlog (one small read; for scrapes, not for requests).
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+    /// The pools' use and the errors counted so far, without touching the database.
+    fn pool_stats(&self) -> PoolStats;
 }
 
 #[async_trait]
