@@ -185,6 +185,9 @@ impl Rekey {
                 caller.ip.as_deref(),
                 now,
             )?
+            .into_iter()
+            .map(|event| event.with_request_id(caller.request_id.clone()))
+            .collect()
         };
         match self
             .store
@@ -302,14 +305,19 @@ impl Rekey {
         } else {
             EventPrincipal::of(caller.principal.as_ref())
         };
-        change.outbox.extend(self.event_messages(
+        let events = self.event_messages(
             EventType::PasswordChanged,
             &user.tenant_id,
             &user.id,
             principal,
             caller.ip.as_deref(),
             now,
-        )?);
+        )?;
+        change.outbox.extend(
+            events
+                .into_iter()
+                .map(|event| event.with_request_id(caller.request_id.clone())),
+        );
         Ok(self.store.change_user(&change).await?)
     }
 }

@@ -142,6 +142,10 @@ impl Rekey {
             ip.as_deref(),
             now,
         )?;
+        let events = events
+            .into_iter()
+            .map(|event| event.with_request_id(request_id.clone()))
+            .collect::<Vec<_>>();
         let medium = match &delivery {
             Delivery::ReturnCode => "return_code",
             Delivery::Send { channel, .. } => channel.as_str(),

@@ -382,3 +382,50 @@ async fn of_two_racing_uses_of_one_code_only_the_winner_queues_an_event() {
     assert_eq!(rows.len(), 4, "reset_requested and one password.changed");
     one_event_per_url(&f, &rows, "user.password.changed", &user);
 }
+
+/// Event rows name the request behind them, as the messages of the same call do, so the
+/// worker's delivery lines for a webhook carry the request id too.
+#[tokio::test]
+async fn event_rows_carry_the_request_id_of_their_call() {
+    let f = fixture().await;
+    let user = f.add_user(&f.t1, "tagged@acme.test").await;
+    let admin = rekey_core::flows::Caller {
+        request_id: Some("req-reset".to_owned()),
+        ..f.admin1.clone()
+    };
+    f.send_link(&admin, &user.id).await.unwrap();
+    let requested = event_rows(&f).await;
+    assert_eq!(requested.len(), URLS.len());
+    assert!(requested
+        .iter()
+        .all(|m| m.request_id.as_deref() == Some("req-reset")));
+
+    let code = f.sent_code(&user).await;
+    let holder = rekey_core::flows::Caller {
+        request_id: Some("req-code".to_owned()),
+        ..Fixture::anonymous()
+    };
+    // A wrong try that uses up the code's last attempt queues `user.code.locked`.
+    for _ in 0..5 {
+        let _ = f
+            .set_with_code_as(&holder, &user.id, &wrong_for(&code), NEW_PASSWORD)
+            .await;
+    }
+    let rows = event_rows(&f).await;
+    let locked = &rows[URLS.len()..];
+    assert_eq!(locked.len(), URLS.len(), "{rows:?}");
+    assert!(locked
+        .iter()
+        .all(|m| m.request_id.as_deref() == Some("req-code")));
+
+    let other = f.add_user(&f.t1, "changed@acme.test").await;
+    let code = f.return_code(&other).await;
+    f.set_with_code_as(&holder, &other.id, &code, NEW_PASSWORD)
+        .await
+        .unwrap();
+    let rows = event_rows(&f).await;
+    let changed = &rows[rows.len() - URLS.len()..];
+    assert!(changed
+        .iter()
+        .all(|m| m.request_id.as_deref() == Some("req-code")));
+}
