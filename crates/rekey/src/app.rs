@@ -248,7 +248,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "rekey is serving");
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, "rekey is serving");
+    if settings.metrics_listen.is_none() && !local.ip().is_loopback() {
+        // On a quiet instance the counters of one unauthenticated reset show whether it found
+        // an account, which its padded answer hides (README, Metrics).
+        tracing::warn!(
+            "/metrics is served on the public listener; set REKEY_METRICS_LISTEN to an \
+             internal address (or block /metrics in the proxy in front)"
+        );
+    }
     let options = serve_options(&settings);
     let shutdown_timeout = options.shutdown_timeout;
     // The signal stops the listener and the worker together, and its moment starts the one

@@ -67,6 +67,11 @@ impl Install {
     /// Serves on `port`; links in messages point at this server unless the test configured
     /// `REKEY_PUBLIC_URL` itself.
     pub fn serve_on(&self, port: u16) -> Server {
+        self.serve_at("127.0.0.1", port)
+    }
+
+    /// Serves on `ip:port` (e.g. `0.0.0.0`, every address); the test talks to it on loopback.
+    pub fn serve_at(&self, ip: &str, port: u16) -> Server {
         let log = self.data_dir.path().join(format!("serve-{port}.log"));
         let mut command = self.command();
         if !self.extra_env.iter().any(|(k, _)| k == "REKEY_PUBLIC_URL") {
@@ -74,7 +79,7 @@ impl Install {
         }
         let child = command
             .arg("serve")
-            .env("REKEY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("REKEY_LISTEN", format!("{ip}:{port}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

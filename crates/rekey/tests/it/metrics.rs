@@ -130,3 +130,24 @@ async fn metrics_on_a_listener_of_their_own(kind: DbKind) {
         "the metrics listener closed"
     );
 }
+
+/// `/metrics` on a listener other clients reach can tell an unauthenticated reset for an
+/// account from one for nobody (README, Metrics): serving it there is warned about at start,
+/// and not when the metrics have a listener of their own.
+#[tokio::test]
+async fn metrics_on_a_public_listener_are_warned_about() {
+    let warning = "/metrics is served on the public listener";
+    let install = Install::new(DbKind::Sqlite).await;
+    let public = install.serve_at("0.0.0.0", free_port());
+    let (ok, log) = public.stop();
+    assert!(ok, "{log}");
+    assert!(log.contains(warning), "{log}");
+
+    let mut install = Install::new(DbKind::Sqlite).await;
+    install.set_env("REKEY_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()));
+    let separate = install.serve_at("0.0.0.0", free_port());
+    let (ok, log) = separate.stop();
+    assert!(ok, "{log}");
+    assert!(!log.contains(warning), "{log}");
+    assert!(log.contains("rekey is serving"), "{log}");
+}
