@@ -139,19 +139,23 @@ async fn rotation_while_serving() {
     assert_eq!(rotated["ring"], "outbox");
     assert_eq!(rotated["id"], "k2");
 
-    // The running server takes the new keys up by itself.
+    // The running server takes the new keys up by itself. The two files are re-read on the
+    // same schedule but were written one after the other, so a reload may fall between them:
+    // wait until both a new code and a new message use k2 (a sent link makes one of each).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        reset(&probe, json!({ "returnCode": {} })).await;
-        if code_key(&pool, &probe).await == "k2" {
+        reset(&probe, json!({ "sendLink": {} })).await;
+        let code = code_key(&pool, &probe).await;
+        let (message, _, _) = message_key(&pool, &probe).await;
+        if (code.as_str(), message.as_str()) == ("k2", "k2") {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "new codes still signed with k1:\n{}",
+            "new codes or messages still under k1 ({code}, {message}):\n{}",
             server.stderr()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     reset(&late_mail, json!({ "sendLink": {} })).await;
     assert_eq!(message_key(&pool, &late_mail).await.0, "k2");
