@@ -106,22 +106,16 @@ impl<DB: SqlBackend> AuditLog for SqlStore<DB> {
         before: DateTime<Utc>,
         max: u32,
     ) -> Result<u64, StoreError> {
-        const OP: &str = "delete old events";
-        // A bounded batch (the oldest first, off the `events_at` index), so that one call never
-        // holds SQLite's writer for long; DELETE … LIMIT is not portable, a keyed subquery is.
-        let mut tx = self.begin_write(OP).await?;
-        let result = Self::query(
+        // The oldest first, off the `events_at` index.
+        self.delete_batch(
+            "delete old events",
             "DELETE FROM events WHERE (tenant_id, aggregate_id, sequence) IN (\
                  SELECT tenant_id, aggregate_id, sequence FROM events WHERE at < $1 \
                  ORDER BY at LIMIT $2) \
              RETURNING sequence",
+            before,
+            max,
         )
-        .bind(micros(before))
-        .bind(i64::from(max))
-        .fetch_all(&mut *tx)
         .await
-        .map(|rows| u64::try_from(rows.len()).unwrap_or(u64::MAX))
-        .map_err(|e| db_error(OP, e));
-        Self::finish(OP, tx, result).await
     }
 }

@@ -165,6 +165,28 @@ impl<DB: SqlBackend> SqlStore<DB> {
         }
     }
 
+    /// Runs one bounded batch delete in its own write transaction: `sql` deletes at most `$2`
+    /// rows older than `$1` (oldest first, through a keyed subquery: `DELETE … LIMIT` is not
+    /// portable) and returns a column per deleted row. Small batches never hold SQLite's
+    /// writer for long. The number of rows deleted.
+    async fn delete_batch(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        before: chrono::DateTime<chrono::Utc>,
+        max: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write(op).await?;
+        let result = Self::query(sql)
+            .bind(crate::codec::micros(before))
+            .bind(i64::from(max))
+            .fetch_all(&mut *tx)
+            .await
+            .map(|rows| u64::try_from(rows.len()).unwrap_or(u64::MAX))
+            .map_err(|e| db_error(op, e));
+        Self::finish(op, tx, result).await
+    }
+
     /// A statement of `sql` on this store's database; see [`Stmt`].
     fn query(sql: &str) -> Stmt<'_, DB> {
         backend::query(sql)

@@ -346,23 +346,18 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
         before: DateTime<Utc>,
         max: u32,
     ) -> Result<u64, StoreError> {
-        const OP: &str = "delete old outbox messages";
-        // A bounded batch, oldest first (the `outbox_created` index); see
-        // `delete_events_before`. Pending messages are never deleted, however old.
-        let mut tx = self.begin_write(OP).await?;
-        let result = Self::query(
+        // The oldest first (the `outbox_created` index). Pending messages are never deleted,
+        // however old.
+        self.delete_batch(
+            "delete old outbox messages",
             "DELETE FROM outbox WHERE (tenant_id, id) IN (\
                  SELECT tenant_id, id FROM outbox \
                  WHERE created_at < $1 AND state IN ('sent', 'failed') \
                  ORDER BY created_at LIMIT $2) \
              RETURNING id",
+            before,
+            max,
         )
-        .bind(micros(before))
-        .bind(i64::from(max))
-        .fetch_all(&mut *tx)
         .await
-        .map(|rows| u64::try_from(rows.len()).unwrap_or(u64::MAX))
-        .map_err(|e| db_error(OP, e));
-        Self::finish(OP, tx, result).await
     }
 }
