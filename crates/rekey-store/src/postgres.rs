@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::Postgres;
 
-use crate::sql::{release_guard, Dialect, SqlStore};
+use crate::sql::{release_guard, BatchForm, Dialect, SqlStore};
 use crate::{ConnectError, DatabaseOptions};
 
 /// The [`rekey_core::ports::store::Store`] on PostgreSQL.
@@ -21,7 +21,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 static DIALECT: Dialect = Dialect {
     name: "postgres",
     begin_write: None,
-    lock_user_state: "SELECT state FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    lock_user: Some("SELECT 1 AS locked FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE"),
+    batch: BatchForm::Ctes,
     claim_lock: " FOR UPDATE SKIP LOCKED",
     position: "strpos",
     code_point_order: " COLLATE \"C\"",

@@ -17,7 +17,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite};
 
-use crate::sql::{release_guard, Dialect, SqlStore};
+use crate::sql::{release_guard, BatchForm, Dialect, SqlStore};
 use crate::ConnectError;
 
 /// The [`rekey_core::ports::store::Store`] on SQLite.
@@ -28,7 +28,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 static DIALECT: Dialect = Dialect {
     name: "sqlite",
     begin_write: Some("BEGIN IMMEDIATE"),
-    lock_user_state: "SELECT state FROM users WHERE tenant_id = $1 AND id = $2",
+    lock_user: None,
+    batch: BatchForm::Statements,
     claim_lock: "",
     position: "instr",
     code_point_order: "",

@@ -10,9 +10,11 @@ pub(crate) struct Dialect {
     /// front (waiting under `busy_timeout`) instead of failing with `SQLITE_BUSY` when a read
     /// transaction later tries to upgrade. PostgreSQL: plain `BEGIN` (READ COMMITTED + row locks).
     pub(crate) begin_write: Option<&'static str>,
-    /// Reads the user's state at the start of `change_user`, locking the row where the database
-    /// has row locks (`FOR UPDATE`); SQLite's write transaction already excludes other writers.
-    pub(crate) lock_user_state: &'static str,
+    /// Locks the user's row at the start of a user change's transaction where the database has
+    /// row locks (`FOR UPDATE`); SQLite's write transaction already excludes other writers.
+    pub(crate) lock_user: Option<&'static str>,
+    /// How the statements of a user change are sent as one: see [`BatchForm`].
+    pub(crate) batch: BatchForm,
     /// Appended to the outbox claim's inner SELECT. PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
     /// concurrent claimers on several replicas each lock (and then lease) different rows instead
     /// of queueing behind one another; SQLite: nothing (the write transaction is exclusive).
@@ -29,4 +31,15 @@ pub(crate) struct Dialect {
     /// database).
     pub(crate) json_strings: fn(&str) -> String,
     pub(crate) migrator: &'static Migrator,
+}
+
+/// How the steps of a user change (`sql/change.rs`) become one call to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BatchForm {
+    /// SQLite: statements separated by `;`, run in order in one call; each `$n` is bound by
+    /// number in every statement that names it.
+    Statements,
+    /// PostgreSQL (one statement per call with parameters): data-modifying CTEs of one
+    /// `WITH … SELECT`, which all see the snapshot from before the statement.
+    Ctes,
 }

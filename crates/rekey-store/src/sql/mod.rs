@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use rekey_core::ports::store::{Health, OutboxStats, PoolStats, StoreError};
 use sqlx::{Database, Pool, Transaction};
 
-pub(crate) use dialect::Dialect;
+pub(crate) use dialect::{BatchForm, Dialect};
 
 use crate::error::db_error;
 use backend::SqlBackend;

@@ -11,16 +11,22 @@ use crate::error::db_error;
 /// Fixed-window counter. A hit from a later window restarts the count; a hit stamped with an
 /// earlier window than the stored one (a replica whose clock lags) counts toward the stored,
 /// newer window instead of resetting it, so skewed clocks cannot reset each other's counters.
-const COUNT_HIT: &str = "INSERT INTO rate_limits (key, window_start, count, window_end) \
-    VALUES ($1, $2, 1, $3) \
-    ON CONFLICT (key) DO UPDATE SET \
-    count = CASE WHEN excluded.window_start > rate_limits.window_start THEN 1 \
-        ELSE rate_limits.count + 1 END, \
-    window_end = CASE WHEN excluded.window_start > rate_limits.window_start \
-        THEN excluded.window_end ELSE rate_limits.window_end END, \
-    window_start = CASE WHEN excluded.window_start > rate_limits.window_start \
-        THEN excluded.window_start ELSE rate_limits.window_start END \
-    RETURNING count";
+/// The statement counting a hit on `key` in the window `start..end` (placeholders), returning
+/// `returning`.
+pub(super) fn count_hit_sql(key: &str, start: &str, end: &str, returning: &str) -> String {
+    format!(
+        "INSERT INTO rate_limits (key, window_start, count, window_end) \
+         VALUES ({key}, {start}, 1, {end}) \
+         ON CONFLICT (key) DO UPDATE SET \
+         count = CASE WHEN excluded.window_start > rate_limits.window_start THEN 1 \
+             ELSE rate_limits.count + 1 END, \
+         window_end = CASE WHEN excluded.window_start > rate_limits.window_start \
+             THEN excluded.window_end ELSE rate_limits.window_end END, \
+         window_start = CASE WHEN excluded.window_start > rate_limits.window_start \
+             THEN excluded.window_start ELSE rate_limits.window_start END \
+         RETURNING {returning}"
+    )
+}
 
 impl<DB: SqlBackend> SqlStore<DB> {
     /// Counts `hit` inside the caller's transaction; `RateLimited` when over the limit (the
@@ -29,7 +35,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         conn: &mut DB::Connection,
         hit: &RateLimitHit,
     ) -> Result<(), StoreError> {
-        let row = Self::query(COUNT_HIT)
+        let row = Self::query(&count_hit_sql("$1", "$2", "$3", "count"))
             .bind(hit.key.clone())
             .bind(hit.window_start())
             .bind(hit.window_end())

@@ -200,13 +200,10 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
     }
 
     async fn change_user(&self, change: &UserChange) -> Result<Details, StoreError> {
-        const OP: &str = "change user";
         if let Some(hit) = &change.rate_limit {
             self.refuse_if_full(hit).await?;
         }
-        let mut tx = self.begin_write(OP).await?;
-        let result = self.apply_change(&mut tx, change).await;
-        let sequence = Self::finish(OP, tx, result).await?;
+        let sequence = self.write_change(change).await?;
         Ok(Details {
             sequence: to_u64("users.sequence", sequence)?,
             change_date: truncate(change.at),

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use rekey_core::domain::{Channel, CodeKind, MessageKind};
-use rekey_core::ports::store::{AttemptReservation, Store, StoreError, UserChange};
+use rekey_core::ports::store::{AttemptReservation, PasswordChange, Store, StoreError, UserChange};
 
 use crate::harness::{cid, event, issue_code, new_code, seed, t, tid, uid, Fixture};
 
@@ -11,6 +11,8 @@ rekey_testkit::both_dbs!(
     issued_code_is_pending,
     consume_succeeds_once,
     concurrent_consumes_exactly_one_wins,
+    concurrent_new_codes_all_land_and_one_stays_pending,
+    a_code_issued_during_a_password_change_is_voided_unless_it_came_after,
     new_code_voids_previous,
     pending_code_is_per_user_and_tenant,
     concurrent_reservations_stop_at_the_cap,
@@ -408,4 +410,100 @@ async fn the_last_reservation_inserts_its_outbox_rows_with_it(fx: Fixture) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(fx.pending("t1", "u1").await.attempts, 0);
+}
+
+/// Many new codes for one user at once (a user pressing "forgot password" on several
+/// devices): every request succeeds, each voids the one before it, one code stays pending.
+async fn concurrent_new_codes_all_land_and_one_stays_pending(fx: Fixture) {
+    seed(&fx).await;
+    let store: Arc<dyn Store> = fx.store.clone();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut change =
+                    UserChange::new(tid("t1"), uid("u1"), t(10 + i), event("user.code.added"));
+                change.void_pending_codes = true;
+                change.new_code = Some(new_code(&format!("c{i}"), t(10 + i)));
+                store.change_user(&change).await
+            })
+        })
+        .collect();
+    let mut sequences = Vec::new();
+    for task in tasks {
+        let details = task.await.unwrap().expect("every new code lands");
+        sequences.push(details.sequence);
+    }
+    sequences.sort_unstable();
+    assert_eq!(
+        sequences,
+        (2..18).collect::<Vec<u64>>(),
+        "one sequence each"
+    );
+    assert_eq!(fx.count("reset_codes").await, 16);
+    assert_eq!(
+        fx.scalar("SELECT COUNT(*) FROM reset_codes WHERE used_at IS NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        fx.scalar("SELECT COUNT(*) FROM events WHERE aggregate_id = 'u1'")
+            .await,
+        17
+    );
+}
+
+/// A password change voids the codes pending when it commits: a code issued concurrently
+/// stays pending only if it was issued after the change (a higher sequence), never because
+/// the change overlooked it.
+async fn a_code_issued_during_a_password_change_is_voided_unless_it_came_after(fx: Fixture) {
+    seed(&fx).await;
+    let store: Arc<dyn Store> = fx.store.clone();
+    for round in 0..24_i64 {
+        let code = format!("r{round}");
+        let issue = {
+            let store = store.clone();
+            let code = code.clone();
+            tokio::spawn(async move {
+                let mut change =
+                    UserChange::new(tid("t1"), uid("u1"), t(100 + round), event("code"));
+                change.void_pending_codes = true;
+                change.new_code = Some(new_code(&code, t(100 + round)));
+                store.change_user(&change).await
+            })
+        };
+        let set = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut change =
+                    UserChange::new(tid("t1"), uid("u1"), t(100 + round), event("password"));
+                change.void_pending_codes = true;
+                change.set_password = Some(PasswordChange {
+                    hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_owned(),
+                    change_required: false,
+                });
+                store.change_user(&change).await
+            })
+        };
+        let issued = issue.await.unwrap().unwrap().sequence;
+        let set = set.await.unwrap().unwrap().sequence;
+        let pending = fx
+            .store
+            .pending_code(&tid("t1"), &uid("u1"))
+            .await
+            .unwrap()
+            .map(|c| c.id);
+        if issued > set {
+            assert_eq!(
+                pending,
+                Some(cid(&code)),
+                "round {round}: issued after the change"
+            );
+        } else {
+            assert_eq!(
+                pending, None,
+                "round {round}: the change voids the earlier code"
+            );
+        }
+    }
 }
