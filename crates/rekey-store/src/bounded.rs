@@ -118,6 +118,15 @@ impl<S: UserStore> UserStore for Bounded<S> {
         self.run("user", self.inner.user(tenant, id)).await
     }
 
+    async fn user_with_tenant(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+    ) -> Result<Option<(User, Tenant)>, StoreError> {
+        self.run("user with tenant", self.inner.user_with_tenant(tenant, id))
+            .await
+    }
+
     async fn user_tenant(&self, id: &UserId) -> Result<Option<TenantId>, StoreError> {
         self.run("user tenant", self.inner.user_tenant(id)).await
     }

@@ -127,6 +127,31 @@ impl Rekey {
         user.ok_or_else(Error::user_not_found)
     }
 
+    /// [`Rekey::target_user`] and its tenant, in one read of each: a reset needs the tenant's
+    /// settings.
+    pub(crate) async fn target_user_with_tenant(
+        &self,
+        principal: &Principal,
+        user_id: &UserId,
+    ) -> Result<(User, Tenant), Error> {
+        let tenant = match &principal.role {
+            Role::System => self.store.user_tenant(user_id).await?,
+            Role::TenantAdmin(tenant) => Some(tenant.clone()),
+            Role::User {
+                tenant_id,
+                user_id: me,
+            } if me == user_id => Some(tenant_id.clone()),
+            Role::User { .. } => None,
+        };
+        let found = match tenant {
+            Some(tenant) => self.store.user_with_tenant(&tenant, user_id).await?,
+            None => None,
+        };
+        found
+            .filter(|(user, _)| user.state != UserState::Deleted)
+            .ok_or_else(Error::user_not_found)
+    }
+
     /// A user of the organization in context (management v1 API): `org` is the one the call
     /// names (its `x-zitadel-orgid` header), else the caller's own ([`org_in_context`]). A user
     /// outside it is [`Error::user_not_in_org`].

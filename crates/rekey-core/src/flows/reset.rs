@@ -8,13 +8,22 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{
     Channel, CodeId, CodeKind, CodePolicy, Details, EmailAddress, EventPrincipal, EventType,
-    MessageId, MessageKind, MessagePayload, NewEvent, OutboxMessage, Role, TenantId, User, UserId,
-    UserState,
+    MessageId, MessageKind, MessagePayload, NewEvent, OutboxMessage, Role, Tenant, TenantId, User,
+    UserId, UserState,
 };
 use crate::error::{Error, ErrorKind};
 use crate::flows::{decoy_tenant, decoy_user, state_error, Caller, RateLimit, Rekey};
 use crate::policy::{EffectiveSettings, UrlTemplate, Values};
 use crate::ports::store::{NewResetCode, RateLimitHit, StoreError, UserChange};
+
+/// Who issues a code: the event's actor, the principal webhook events name, the client's
+/// address and the request's id.
+struct Issuer {
+    actor: String,
+    principal: EventPrincipal,
+    ip: Option<String>,
+    request_id: Option<String>,
+}
 
 /// How a reset code leaves the service.
 #[derive(Debug, Clone)]
@@ -46,11 +55,11 @@ impl Rekey {
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
         let principal = caller.principal()?;
-        let user = self.target_user(principal, user_id).await?;
+        let (user, tenant) = self.target_user_with_tenant(principal, user_id).await?;
         if matches!(delivery, Delivery::ReturnCode) && matches!(principal.role, Role::User { .. }) {
             return Err(Error::permission_denied());
         }
-        self.issue_code(caller, &user, delivery).await
+        self.issue_code_in(caller, &user, &tenant, delivery).await
     }
 
     /// ZITADEL v1 `SendHumanResetPasswordNotification`: admins of the org in context only.
@@ -78,16 +87,25 @@ impl Rekey {
         user: &User,
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
-        let principal = EventPrincipal::of(caller.principal.as_ref());
-        self.issue_code_as(
-            caller.actor(),
-            principal,
-            caller.ip.clone(),
-            caller.request_id.clone(),
-            user,
-            delivery,
-        )
-        .await
+        let tenant = self.tenant_of(user).await?;
+        self.issue_code_in(caller, user, &tenant, delivery).await
+    }
+
+    /// [`Rekey::issue_code`] with the user's tenant already read.
+    async fn issue_code_in(
+        &self,
+        caller: &Caller,
+        user: &User,
+        tenant: &Tenant,
+        delivery: Delivery,
+    ) -> Result<ResetIssued, Error> {
+        let issuer = Issuer {
+            actor: caller.actor(),
+            principal: EventPrincipal::of(caller.principal.as_ref()),
+            ip: caller.ip.clone(),
+            request_id: caller.request_id.clone(),
+        };
+        self.issue_code_as(issuer, user, tenant, delivery).await
     }
 
     /// [`Rekey::issue_code`] for an actor that is not an API caller (the CLI, an operator's
@@ -99,25 +117,33 @@ impl Rekey {
         user: &User,
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
-        self.issue_code_as(actor, EventPrincipal::System, ip, None, user, delivery)
-            .await
+        let tenant = self.tenant_of(user).await?;
+        let issuer = Issuer {
+            actor,
+            principal: EventPrincipal::System,
+            ip,
+            request_id: None,
+        };
+        self.issue_code_as(issuer, user, &tenant, delivery).await
     }
 
-    /// Issues the code as `actor` (`principal` in webhook events), the queued message tagged
-    /// with the request's id.
+    /// Issues the code for `issuer`, the queued message tagged with the request's id.
     async fn issue_code_as(
         &self,
-        actor: String,
-        principal: EventPrincipal,
-        ip: Option<String>,
-        request_id: Option<String>,
+        issuer: Issuer,
         user: &User,
+        tenant: &Tenant,
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
+        let Issuer {
+            actor,
+            principal,
+            ip,
+            request_id,
+        } = issuer;
         if let Some(err) = state_error(user.state) {
             return Err(err);
         }
-        let tenant = self.tenant_of(user).await?;
         let settings = self.config.effective(&tenant.settings)?;
         let now = self.now();
         let kind = if user.state == UserState::Initial {

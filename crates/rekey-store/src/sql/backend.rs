@@ -18,7 +18,7 @@ use sqlx::{
     Sqlite, Type,
 };
 
-use super::rows::{CodeRow, EventRow, OutboxRow, TenantRow, TokenRow, UserRow};
+use super::rows::{CodeRow, EventRow, JoinedTenantRow, OutboxRow, TenantRow, TokenRow, UserRow};
 
 /// An sqlx database the store runs on: it binds and decodes the portable column types (BIGINT,
 /// BOOLEAN, TEXT, bytes), runs statements on a connection or a pool, and reads the row structs.
@@ -34,6 +34,7 @@ pub trait SqlBackend:
     + Decodes<i64>
     + Decodes<String>
     + Reads<TenantRow>
+    + Reads<JoinedTenantRow>
     + Reads<UserRow>
     + Reads<TokenRow>
     + Reads<CodeRow>

@@ -20,8 +20,8 @@ use rekey_core::domain::{erased_email, UserState};
 use rekey_core::ports::store::{StoreError, UserChange};
 
 use super::backend::{On, SqlBackend, Stmt};
-use super::outbox::OUTBOX_INSERT_COLUMNS;
 use super::rate_limits::count_hit_sql;
+use super::rows::OUTBOX_COLUMNS;
 use super::BatchForm;
 use super::SqlStore;
 use crate::codec::{json_text, micros, parse};
@@ -442,7 +442,7 @@ impl Batch {
             b.guarded(
                 format!("m{i}"),
                 format!(
-                    "INSERT INTO outbox ({OUTBOX_INSERT_COLUMNS}) \
+                    "INSERT INTO outbox ({OUTBOX_COLUMNS}) \
                      SELECT {t}, {placeholders} FROM {guard} AS g"
                 ),
                 false,

@@ -13,18 +13,13 @@ use super::{limit, SqlStore};
 use crate::codec::micros;
 use crate::error::{db_error, unique_as, violation_mentions};
 
-/// The columns a new message is inserted with, in the order its values are bound.
-pub(super) const OUTBOX_INSERT_COLUMNS: &str = "tenant_id, id, user_id, channel, recipient, kind, \
-    idempotency_key, key_id, body, state, attempts, next_attempt_at, last_error, created_at, \
-    sent_at, body_expires_at, request_id";
-
 impl<DB: SqlBackend> SqlStore<DB> {
     pub(super) async fn insert_outbox(
         conn: &mut DB::Connection,
         message: &OutboxMessage,
     ) -> Result<(), StoreError> {
         Self::query(&format!(
-            "INSERT INTO outbox ({OUTBOX_INSERT_COLUMNS}) VALUES \
+            "INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .bind(message.tenant_id.as_str().to_owned())

@@ -15,6 +15,11 @@ use crate::error::corrupt;
 
 pub(super) const TENANT_COLUMNS: &str = "id, name, cname, settings, creation_date, change_date";
 
+/// [`TENANT_COLUMNS`] of `tenants t` joined to another table, renamed apart from its columns.
+pub(super) const JOINED_TENANT_COLUMNS: &str = "t.id AS t_id, t.name AS t_name, \
+    t.cname AS t_cname, t.settings AS t_settings, t.creation_date AS t_creation_date, \
+    t.change_date AS t_change_date";
+
 pub(super) const USER_COLUMNS: &str = "tenant_id, id, username, email, email_verified, phone, \
     phone_verified, first_name, last_name, display_name, preferred_language, state, \
     password_hash, password_change_required, sequence, creation_date, change_date";
@@ -41,6 +46,32 @@ pub struct TenantRow {
     settings: String,
     creation_date: i64,
     change_date: i64,
+}
+
+/// [`JOINED_TENANT_COLUMNS`]: a [`TenantRow`] read beside another table's columns.
+#[derive(sqlx::FromRow)]
+pub struct JoinedTenantRow {
+    t_id: String,
+    t_name: String,
+    t_cname: String,
+    t_settings: String,
+    t_creation_date: i64,
+    t_change_date: i64,
+}
+
+impl TryFrom<JoinedTenantRow> for Tenant {
+    type Error = StoreError;
+
+    fn try_from(row: JoinedTenantRow) -> Result<Self, StoreError> {
+        Tenant::try_from(TenantRow {
+            id: row.t_id,
+            name: row.t_name,
+            cname: row.t_cname,
+            settings: row.t_settings,
+            creation_date: row.t_creation_date,
+            change_date: row.t_change_date,
+        })
+    }
 }
 
 impl TryFrom<TenantRow> for Tenant {

@@ -2,8 +2,10 @@
 //! is filtered, counted and paged in the database. The transaction of a user change is in
 //! `change.rs`.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
-use rekey_core::domain::{Details, NewEvent, User, UserState};
+use rekey_core::domain::{Details, NewEvent, Tenant, User, UserState};
 use rekey_core::domain::{TenantId, UserId};
 use rekey_core::ports::store::{
     StoreError, TextMatch, UserChange, UserFilter, UserPage, UserSearch, UserStore,
@@ -11,7 +13,7 @@ use rekey_core::ports::store::{
 
 use super::backend::SqlBackend;
 use super::dialect::Dialect;
-use super::rows::{UserRow, USER_COLUMNS};
+use super::rows::{JoinedTenantRow, UserRow, JOINED_TENANT_COLUMNS, USER_COLUMNS};
 use super::SqlStore;
 use crate::codec::{json_text, micros, to_i64, to_u64, truncate};
 use crate::error::{
@@ -101,6 +103,25 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
             .await
             .map_err(|e| db_error("user", e))?;
         row.as_ref().map(Self::decode::<UserRow, User>).transpose()
+    }
+
+    async fn user_with_tenant(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+    ) -> Result<Option<(User, Tenant)>, StoreError> {
+        let row = Self::query(&USER_WITH_TENANT)
+            .bind(tenant.as_str().to_owned())
+            .bind(id.as_str().to_owned())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| db_error("user with tenant", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let user = Self::decode::<UserRow, User>(&row)?;
+        let tenant = Self::decode::<JoinedTenantRow, Tenant>(&row)?;
+        Ok(Some((user, tenant)))
     }
 
     async fn user_tenant(&self, id: &UserId) -> Result<Option<TenantId>, StoreError> {
@@ -212,6 +233,21 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
         })
     }
 }
+
+/// A user's row and its tenant's: the user's columns as named in [`USER_COLUMNS`], the
+/// tenant's as [`JOINED_TENANT_COLUMNS`] names them.
+static USER_WITH_TENANT: LazyLock<String> = LazyLock::new(|| {
+    let user_columns = USER_COLUMNS
+        .split(',')
+        .map(|c| format!("u.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {user_columns}, {JOINED_TENANT_COLUMNS} \
+         FROM users u JOIN tenants t ON t.id = u.tenant_id \
+         WHERE u.tenant_id = $1 AND u.id = $2"
+    )
+});
 
 /// The WHERE clause of a user search, with the values it binds in placeholder order (`$1`
 /// is `values[0]`). Every value is bound, never spliced into the SQL; the text comparisons use

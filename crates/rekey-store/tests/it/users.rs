@@ -13,7 +13,32 @@ rekey_testkit::both_dbs!(
     duplicate_user_id_conflicts,
     user_of_unknown_tenant_is_not_found,
     list_users_and_tenants_stay_within_their_tenant,
+    user_with_tenant_reads_both_within_the_tenant,
 );
+
+async fn user_with_tenant_reads_both_within_the_tenant(fx: Fixture) {
+    seed(&fx).await;
+    let (found, its_tenant) = fx
+        .store
+        .user_with_tenant(&tid("t1"), &uid("u2"))
+        .await
+        .unwrap()
+        .expect("u2 is in t1");
+    assert_eq!(
+        found,
+        fx.store.user(&tid("t1"), &uid("u2")).await.unwrap().unwrap()
+    );
+    assert_eq!(its_tenant, fx.store.tenant(&tid("t1")).await.unwrap().unwrap());
+    assert_eq!(its_tenant.cname.as_str(), "one.example");
+    // Another tenant's user, an unknown user, an unknown tenant: nothing.
+    for (tenant, id) in [("t2", "u2"), ("t1", "u3"), ("t1", "nobody"), ("t9", "u1")] {
+        assert_eq!(
+            fx.store.user_with_tenant(&tid(tenant), &uid(id)).await.unwrap(),
+            None,
+            "{tenant}/{id}"
+        );
+    }
+}
 
 async fn list_users_and_tenants_stay_within_their_tenant(fx: Fixture) {
     seed(&fx).await;

@@ -110,6 +110,13 @@ pub trait UserStore: Send + Sync {
     /// `Conflict("email")` when the email (case-insensitive) exists in the tenant.
     async fn insert_user(&self, user: &User, event: &NewEvent) -> Result<(), StoreError>;
     async fn user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// The user and its tenant, in one read (a reset needs both: the user's state and the
+    /// tenant's settings).
+    async fn user_with_tenant(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+    ) -> Result<Option<(User, Tenant)>, StoreError>;
     /// The tenant a user id belongs to (global index).
     async fn user_tenant(&self, id: &UserId) -> Result<Option<TenantId>, StoreError>;
     /// Users with this email (case-insensitive), in one tenant or (None) in all tenants.
