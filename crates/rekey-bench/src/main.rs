@@ -28,6 +28,7 @@ mod phases;
 mod raw_argon2;
 mod replicas;
 mod report;
+mod rss;
 mod servers;
 mod stats;
 
