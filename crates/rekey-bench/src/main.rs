@@ -22,6 +22,7 @@
 //! The mail phases (e) and (f) are in [`mail`], the replica comparison (g) in [`replicas`].
 
 mod cpu;
+mod growth;
 mod load;
 mod mail;
 mod phases;
@@ -123,6 +124,27 @@ struct Args {
     /// Also run (g): two replicas on one PostgreSQL against one (needs PostgreSQL).
     #[arg(long)]
     replicas: bool,
+    /// Also run the growth phases, after the others, on a fresh database each (add
+    /// `--skip-core --skip-mail` to run only them): for each of --growth-steps, the database is
+    /// grown to that many users (bulk-inserted fillers over --growth-tenants tenants) and (b)
+    /// PasswordReset returnCode is measured again (same clients, same --users measured users);
+    /// then for each of --growth-pending, that many messages are made pending in the outbox and
+    /// the outbox worker's first --growth-drain deliveries to an SMTP sink are timed. Needs
+    /// python3 with aiosmtpd, like the mail phases.
+    #[arg(long)]
+    growth: bool,
+    /// Users in all at each growth step (measured users and a template user included).
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
+    growth_steps: Vec<u64>,
+    /// Tenants the growth run's users are spread over.
+    #[arg(long, default_value_t = 10)]
+    growth_tenants: usize,
+    /// Messages pending in the outbox at each drain step of the growth run.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    growth_pending: Vec<u64>,
+    /// Deliveries timed at each drain step of the growth run.
+    #[arg(long, default_value_t = 1000)]
+    growth_drain: usize,
     /// Also print a Markdown section for BENCHMARKS.md.
     #[arg(long)]
     markdown: bool,
@@ -154,6 +176,11 @@ fn run() -> anyhow::Result<()> {
     if args.skip_sqlite && args.skip_postgres {
         anyhow::bail!("nothing to do: both databases are skipped");
     }
+    let growth_args = if args.growth {
+        Some(growth::GrowthArgs::from(&args)?)
+    } else {
+        None
+    };
     let background_before = background_load();
     let scratch = tempfile::Builder::new()
         .prefix("rekey-bench-")
@@ -256,6 +283,12 @@ fn run() -> anyhow::Result<()> {
         }
         anyhow::Ok(reports)
     })?;
+    let growth_reports = match &growth_args {
+        Some(growth_args) => {
+            load.block_on(run_growth(&args, growth_args, &handle, scratch.path()))?
+        }
+        None => Vec::new(),
+    };
     load.shutdown_timeout(Duration::from_secs(5));
     server.shutdown_timeout(Duration::from_secs(5));
 
@@ -280,7 +313,70 @@ fn run() -> anyhow::Result<()> {
         println!();
         print!("{}", replicas::markdown(report));
     }
+    if !growth_reports.is_empty() {
+        print!(
+            "{}",
+            growth::text(&growth_reports, args.clients, args.growth_drain)
+        );
+        if args.markdown {
+            print!(
+                "{}",
+                growth::markdown(&growth_reports, args.clients, args.growth_drain)
+            );
+        }
+    }
     Ok(())
+}
+
+/// The growth run on each database, each on a fresh one.
+async fn run_growth(
+    args: &Args,
+    growth_args: &growth::GrowthArgs,
+    handle: &Handle,
+    scratch: &Path,
+) -> anyhow::Result<Vec<growth::GrowthReport>> {
+    let sink = if growth_args.pending.is_empty() {
+        None
+    } else {
+        Some(mail::Sink::start()?)
+    };
+    let mut reports = Vec::new();
+    if !args.skip_sqlite {
+        eprintln!("rekey-bench: growth, SQLite …");
+        let dir = scratch.join("growth-sqlite");
+        let url = format!("sqlite://{}", dir.join("rekey.db").display());
+        reports.push(
+            growth::bench_growth(
+                args,
+                growth_args,
+                handle,
+                &url,
+                &dir,
+                sink.as_ref(),
+                "SQLite".into(),
+            )
+            .await?,
+        );
+    }
+    if !args.skip_postgres {
+        eprintln!("rekey-bench: growth, PostgreSQL …");
+        let admin_url = args.postgres_url.clone();
+        let database = on(handle, async move { PgDatabase::create(&admin_url).await }).await?;
+        let dir = scratch.join("growth-postgres");
+        let result = growth::bench_growth(
+            args,
+            growth_args,
+            handle,
+            &database.url,
+            &dir,
+            sink.as_ref(),
+            "PostgreSQL".into(),
+        )
+        .await;
+        on(handle, async move { database.drop_database().await }).await?;
+        reports.push(result?);
+    }
+    Ok(reports)
 }
 
 /// Busy cores outside this process and PostgreSQL over one second: other work on the machine

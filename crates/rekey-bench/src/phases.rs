@@ -586,7 +586,7 @@ async fn grpc_smoke(plans: &[Vec<Job>]) -> anyhow::Result<()> {
 
 /// Worker `w` of `workers` gets the users `i` with `i % workers == w`, so no two workers ever
 /// act on the same user (each request bumps the user's sequence under its row lock).
-fn partition<T>(
+pub fn partition<T>(
     users: &[Seeded],
     workers: usize,
     request: impl Fn(&Seeded) -> anyhow::Result<T>,
@@ -603,7 +603,7 @@ fn partition<T>(
         .collect()
 }
 
-async fn closed_phase(
+pub async fn closed_phase(
     name: &'static str,
     client: &reqwest::Client,
     plans: Vec<Vec<Prepared>>,
@@ -644,7 +644,7 @@ async fn raw_rate(threads: usize, warmup: Duration, length: Duration) -> anyhow:
 }
 
 /// Waits until the machine's background load is below `--quiet-below` (if given).
-async fn quiet(args: &Args) {
+pub async fn quiet(args: &Args) {
     let Some(limit) = args.quiet_below else {
         return;
     };
