@@ -31,9 +31,9 @@ use rekey_core::domain::{Channel, EmailAddress, UserId};
 use rekey_core::flows::{Caller, Delivery, NewUser};
 use rekey_core::ports::{Clock, SystemClock};
 use secrecy::SecretString;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{ConnectOptions, PgPool, SqlitePool};
 use tokio::runtime::Handle;
 
 use crate::mail::Sink;
@@ -77,6 +77,8 @@ pub struct GrowthReport {
     pub measured_users: usize,
     pub users: Vec<UserStep>,
     pub drain: Vec<DrainStep>,
+    /// Argon2id hashes ran in this process before (the (c) phases): see [`about`].
+    pub after_hashing: bool,
 }
 
 /// The options of the growth run, checked.
@@ -348,6 +350,7 @@ async fn growth_steps(
         measured_users: rekey.users.len(),
         users: user_steps,
         drain: drain_steps,
+        after_hashing: !args.skip_core,
     })
 }
 
@@ -461,7 +464,9 @@ impl Bulk {
                 .busy_timeout(Duration::from_secs(60))
                 .foreign_keys(true)
                 .synchronous(SqliteSynchronous::Normal)
-                .journal_mode(SqliteJournalMode::Wal);
+                .journal_mode(SqliteJournalMode::Wal)
+                // Bulk statements are slow by design: no slow-statement warnings.
+                .disable_statement_logging();
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_with(options)
@@ -469,9 +474,13 @@ impl Bulk {
                 .context("opening the SQLite database for the bulk inserts")?;
             Ok(Self::Sqlite(pool))
         } else {
+            let options = url
+                .parse::<PgConnectOptions>()
+                .context("the PostgreSQL URL")?
+                .disable_statement_logging();
             let pool = PgPoolOptions::new()
                 .max_connections(2)
-                .connect(url)
+                .connect_with(options)
                 .await
                 .context("opening the PostgreSQL database for the bulk inserts")?;
             Ok(Self::Postgres(pool))
@@ -912,7 +921,12 @@ fn about(r: &GrowthReport, clients: usize, drain: usize) -> String {
          bulk-copied from one the flow queued. Targets: ok/s ≥ 80 % and p99 ≤ 120 % of the \
          first step's; drain rate ≥ 80 % of the first step's",
         r.database, r.tenants, r.measured_users
-    )
+    ) + if r.after_hashing {
+        "; peak RSS: after the (c) phases' hashing in this process, whose memory the allocator \
+         keeps (run --growth with --skip-core --skip-mail for the growth run's own)"
+    } else {
+        ""
+    }
 }
 
 pub fn text(reports: &[GrowthReport], clients: usize, drain: usize) -> String {

@@ -230,6 +230,7 @@ async fn phases(
         set_password,
         health_idle,
         health_loaded,
+        after_hashing: false,
     })
 }
 

@@ -139,6 +139,9 @@ pub struct DbReport {
     pub set_password: Phase,
     pub health_idle: Phase,
     pub health_loaded: Phase,
+    /// This process ran argon2id hashes (another database's (c)) before these phases: the
+    /// allocator keeps much of that memory, so the peak RSS says little about these phases.
+    pub after_hashing: bool,
 }
 
 pub struct Verdict {
@@ -210,12 +213,18 @@ impl DbReport {
             },
             Verdict {
                 what: "(b) peak RSS under PasswordReset load",
-                value: self
+                value: match (self.reset.peak_rss_mib, self.after_hashing) {
+                    (None, _) => "–".to_owned(),
+                    (Some(m), false) => format!("{m:.1} MiB"),
+                    (Some(m), true) => format!("{m:.1} MiB (after earlier hashing)"),
+                },
+                target: "< 64 MiB",
+                // Not judged after another database's hashing: run this database alone.
+                pass: self
                     .reset
                     .peak_rss_mib
-                    .map_or_else(|| "–".to_owned(), |m| format!("{m:.1} MiB")),
-                target: "< 64 MiB",
-                pass: self.reset.peak_rss_mib.map(|m| m < RESET_RSS_TARGET_MIB),
+                    .filter(|_| !self.after_hashing)
+                    .map(|m| m < RESET_RSS_TARGET_MIB),
             },
         ]
     }
@@ -252,7 +261,9 @@ fn cores(c: Option<f64>) -> String {
 const NOTES: &str = "notes: peak RSS MiB is the peak VmRSS of the whole bench process during the \
     measured window (sampled every 50 ms), an upper bound of the server's memory: the servers run \
     in-process, so it also holds the load generator, the ceiling server, SQLite's page cache and \
-    the memory earlier phases left allocated; limits.messages_per_user_per_hour is raised to \
+    the memory earlier phases left allocated (after argon2id hashing in (c), glibc keeps hundreds \
+    of MiB, so (b)'s verdict is judged only on the first database of a run: measure the other \
+    alone with --skip-sqlite); limits.messages_per_user_per_hour is raised to \
     1000000 so (b-link) never hits the per-user message limit (its counter is still written); no \
     outbox worker runs in (a)-(d), so (b-link)'s messages stay queued";
 
