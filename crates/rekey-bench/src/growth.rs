@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rekey::app;
 use rekey::config::{Settings, SmtpTls};
-use rekey_core::domain::{Channel, EmailAddress, UserId};
+use rekey_core::domain::{Channel, EmailAddress, TenantId, UserId};
 use rekey_core::flows::{Caller, Delivery, NewUser};
 use rekey_core::ports::{Clock, SystemClock};
 use secrecy::SecretString;
@@ -39,7 +39,7 @@ use tokio::runtime::Handle;
 use crate::mail::Sink;
 use crate::phases::{self, MESSAGES_PER_USER_PER_HOUR};
 use crate::report::{self, Phase};
-use crate::servers::{self, RekeyServer};
+use crate::servers::{self, RekeyServer, Seeded};
 use crate::{on, Args};
 
 /// ok/s of a later step ≥ 80 % of the first step's.
@@ -144,7 +144,16 @@ pub async fn bench_growth(
     .context("starting Rekey for the growth run")?;
     let url = url.to_owned();
     let db = on(server, async move { Bulk::open(&url).await }).await?;
-    let result = growth_steps(args, growth, server, &settings, &rekey, &db, sink, database).await;
+    let result = growth_steps(args, growth, server, &settings, &rekey, &db, sink)
+        .await
+        .map(|(tenants, users, drain)| GrowthReport {
+            database,
+            tenants,
+            measured_users: rekey.users.len(),
+            users,
+            drain,
+            after_hashing: !args.skip_core,
+        });
     let RekeyServer { running, .. } = rekey;
     on(server, async move {
         db.close().await;
@@ -154,7 +163,24 @@ pub async fn bench_growth(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every step of one database's growth run works with.
+struct Run<'a> {
+    args: &'a Args,
+    growth: &'a GrowthArgs,
+    server: &'a Handle,
+    settings: &'a Settings,
+    rekey: &'a RekeyServer,
+    db: &'a Bulk,
+    /// The first measured user, in whose tenant the templates are made.
+    first: &'a Seeded,
+    first_id: UserId,
+    first_tenant: TenantId,
+}
+
+fn core_error(e: rekey_core::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
 async fn growth_steps(
     args: &Args,
     growth: &GrowthArgs,
@@ -163,179 +189,198 @@ async fn growth_steps(
     rekey: &RekeyServer,
     db: &Bulk,
     sink: Option<&Sink>,
-    database: String,
-) -> anyhow::Result<GrowthReport> {
-    let client = crate::load::client()?;
+) -> anyhow::Result<(usize, Vec<UserStep>, Vec<DrainStep>)> {
     if rekey.users.len() < args.clients {
         anyhow::bail!("--users must be at least the number of clients, so no two share a user");
     }
     let first = rekey.users.first().context("no users were seeded")?;
-    let first_id = UserId::parse(first.user_id.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let core = |e: rekey_core::Error| anyhow::anyhow!("{e}");
+    let first_id = UserId::parse(first.user_id.clone()).map_err(core_error)?;
     let first_tenant = rekey
         .rekey
         .user_by_id(&first_id)
         .await
-        .map_err(core)?
+        .map_err(core_error)?
         .tenant_id;
-    // The template: a user added by the flow that no phase touches, so its rows stay as
-    // `add_user` wrote them.
-    let template = rekey
-        .rekey
-        .add_user(
-            "bench",
-            &first_tenant,
-            NewUser {
-                email: EmailAddress::parse("template@growth.example").map_err(core)?,
-                username: None,
-                phone: None,
-                first_name: "Bench".to_owned(),
-                last_name: "Template".to_owned(),
-                display_name: None,
-                preferred_language: None,
-                password: None,
-            },
-        )
-        .await
-        .map_err(core)?;
-    let template = Template {
-        tenant: template.tenant_id.as_str().to_owned(),
-        id: template.id.as_str().to_owned(),
+    let run = Run {
+        args,
+        growth,
+        server,
+        settings,
+        rekey,
+        db,
+        first,
+        first_id,
+        first_tenant,
     };
     let tenant_ids = db.tenants().await?;
-    let plans = phases::partition(&rekey.users, args.clients, |user| {
-        phases::reset_request(rekey, user)
-    })?;
-    let smoke = phases::reset_request(rekey, first)?;
-    let (status, _) = smoke.send(&client).await.context("growth smoke check")?;
-    if !status.is_success() {
-        anyhow::bail!("growth smoke check: PasswordReset answered {status}");
-    }
+    let users = run.user_steps(&tenant_ids).await?;
+    let drain = match sink {
+        Some(sink) => run.drain_steps(sink).await?,
+        None => Vec::new(),
+    };
+    Ok((tenant_ids.len(), users, drain))
+}
 
-    // Filler ids: decimal like the product's (milliseconds << 22 | random), from a millisecond
-    // two days back, so they cannot meet an id the product draws now.
-    let base = (SystemClock.now().timestamp_millis() - 2 * 86_400_000) << 22;
-    let mut next_filler = 0u64;
-    let mut user_steps = Vec::new();
-    for &target in &growth.steps {
-        let have = db.count("SELECT COUNT(*) FROM users").await?;
-        let add = target.saturating_sub(have);
-        eprintln!("rekey-bench:   growth: {have} users, adding {add} …");
-        let started = Instant::now();
-        let chunks = fillers(next_filler, add, &tenant_ids);
-        next_filler += add;
-        let (db2, template2) = (db.clone(), template.clone());
-        on(server, async move {
-            for (tenant, first, last) in chunks {
-                db2.add_users(&template2, &tenant, base, first, last)
-                    .await?;
-            }
-            db2.settle().await
-        })
-        .await?;
-        let seed_seconds = started.elapsed().as_secs_f64();
-        let users = db.check_users().await?;
-        if add > 0 {
-            // The newest filler reads back through the product as a new user would.
-            let id = UserId::parse((base + i64::try_from(next_filler - 1)?).to_string())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let filler = rekey.rekey.user_by_id(&id).await.map_err(core)?;
-            if filler.sequence != 1 || filler.state.as_str() != "initial" {
-                anyhow::bail!(
-                    "a filler user reads back as {:?}/{}",
-                    filler.state,
-                    filler.sequence
-                );
-            }
+impl Run<'_> {
+    /// Grows the users step by step, measuring (b) after each.
+    async fn user_steps(&self, tenant_ids: &[String]) -> anyhow::Result<Vec<UserStep>> {
+        let (args, rekey, db) = (self.args, self.rekey, self.db);
+        let client = crate::load::client()?;
+        // The template: a user added by the flow that no phase touches, so its rows stay as
+        // `add_user` wrote them.
+        let template = rekey
+            .rekey
+            .add_user(
+                "bench",
+                &self.first_tenant,
+                NewUser {
+                    email: EmailAddress::parse("template@growth.example").map_err(core_error)?,
+                    username: None,
+                    phone: None,
+                    first_name: "Bench".to_owned(),
+                    last_name: "Template".to_owned(),
+                    display_name: None,
+                    preferred_language: None,
+                    password: None,
+                },
+            )
+            .await
+            .map_err(core_error)?;
+        let template = Template {
+            tenant: template.tenant_id.as_str().to_owned(),
+            id: template.id.as_str().to_owned(),
+        };
+        let plans = phases::partition(&rekey.users, args.clients, |user| {
+            phases::reset_request(rekey, user)
+        })?;
+        let smoke = phases::reset_request(rekey, self.first)?;
+        let (status, _) = smoke.send(&client).await.context("growth smoke check")?;
+        if !status.is_success() {
+            anyhow::bail!("growth smoke check: PasswordReset answered {status}");
         }
-        eprintln!(
-            "rekey-bench:   growth: {users} users (added in {seed_seconds:.1} s); measuring (b) …"
-        );
-        phases::quiet(args).await;
-        let phase = phases::closed_phase(
-            "(b) PasswordReset returnCode",
-            &client,
-            plans.clone(),
-            Duration::from_millis(args.warmup_ms),
-            Duration::from_secs(args.seconds),
-        )
-        .await?;
-        user_steps.push(UserStep {
-            users,
-            added: add,
-            seed_seconds,
-            phase,
-        });
+
+        // Filler ids: decimal like the product's (milliseconds << 22 | random), from a
+        // millisecond two days back, so they cannot meet an id the product draws now.
+        let base = (SystemClock.now().timestamp_millis() - 2 * 86_400_000) << 22;
+        let mut next_filler = 0u64;
+        let mut steps = Vec::new();
+        for &target in &self.growth.steps {
+            let have = db.count("SELECT COUNT(*) FROM users").await?;
+            let add = target.saturating_sub(have);
+            eprintln!("rekey-bench:   growth: {have} users, adding {add} …");
+            let started = Instant::now();
+            let chunks = fillers(next_filler, add, tenant_ids);
+            next_filler += add;
+            let (db2, template2) = (db.clone(), template.clone());
+            on(self.server, async move {
+                for (tenant, first, last) in chunks {
+                    db2.add_users(&template2, &tenant, base, first, last)
+                        .await?;
+                }
+                db2.settle().await
+            })
+            .await?;
+            let seed_seconds = started.elapsed().as_secs_f64();
+            let users = db.check_users().await?;
+            if add > 0 {
+                // The newest filler reads back through the product as a new user would.
+                let id = UserId::parse((base + i64::try_from(next_filler - 1)?).to_string())
+                    .map_err(core_error)?;
+                let filler = rekey.rekey.user_by_id(&id).await.map_err(core_error)?;
+                if filler.sequence != 1 || filler.state.as_str() != "initial" {
+                    anyhow::bail!(
+                        "a filler user reads back as {:?}/{}",
+                        filler.state,
+                        filler.sequence
+                    );
+                }
+            }
+            eprintln!(
+                "rekey-bench:   growth: {users} users (added in {seed_seconds:.1} s); measuring \
+                 (b) …"
+            );
+            phases::quiet(args).await;
+            let phase = phases::closed_phase(
+                "(b) PasswordReset returnCode",
+                &client,
+                plans.clone(),
+                Duration::from_millis(args.warmup_ms),
+                Duration::from_secs(args.seconds),
+            )
+            .await?;
+            steps.push(UserStep {
+                users,
+                added: add,
+                seed_seconds,
+                phase,
+            });
+        }
+        Ok(steps)
     }
 
-    let mut drain_steps = Vec::new();
-    if let Some(sink) = sink {
+    /// Fills the outbox step by step, timing the worker's first deliveries after each.
+    async fn drain_steps(&self, sink: &Sink) -> anyhow::Result<Vec<DrainStep>> {
+        let (rekey, db) = (self.rekey, self.db);
+        const PENDING: &str = "SELECT COUNT(*) FROM outbox WHERE state = 'pending'";
+        let token = SecretString::from(self.first.admin_token.to_string());
         let caller = Caller {
-            principal: Some(
-                rekey
-                    .rekey
-                    .authenticate(&SecretString::from(first.admin_token.to_string()))
-                    .await
-                    .map_err(core)?,
-            ),
+            principal: Some(rekey.rekey.authenticate(&token).await.map_err(core_error)?),
             ip: Some("127.0.0.1".to_owned()),
             request_id: None,
         };
         let mut delivered_so_far = sink.delivered(0);
-        for &target in &growth.pending {
+        let mut steps = Vec::new();
+        for &target in &self.growth.pending {
             // A message queued by the flow, copied as the bulk of the pending ones.
             let issued = rekey
                 .rekey
                 .request_password_reset(
                     &caller,
-                    &first_id,
+                    &self.first_id,
                     Delivery::Send {
                         channel: Channel::Email,
                         url_template: None,
                     },
                 )
                 .await
-                .map_err(core)?;
+                .map_err(core_error)?;
             let message = Template {
-                tenant: first_tenant.as_str().to_owned(),
+                tenant: self.first_tenant.as_str().to_owned(),
                 id: issued
                     .message_id
                     .context("the reset queued no message")?
                     .as_str()
                     .to_owned(),
             };
-            let have = db
-                .count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
-                .await?;
+            let have = db.count(PENDING).await?;
             let add = target.saturating_sub(have);
             eprintln!("rekey-bench:   growth: {have} messages pending, adding {add} …");
             let started = Instant::now();
             let (db2, deps) = (db.clone(), rekey.deps.clone());
-            on(server, async move {
+            on(self.server, async move {
                 db2.add_messages(&deps, &message, add).await?;
                 db2.settle().await
             })
             .await?;
             let queue_seconds = started.elapsed().as_secs_f64();
-            let pending = db
-                .count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
-                .await?;
-            let n = growth
+            let pending = db.count(PENDING).await?;
+            let n = self
+                .growth
                 .drain
                 .min(usize::try_from(pending).unwrap_or(usize::MAX));
             eprintln!(
                 "rekey-bench:   growth: {pending} pending (added in {queue_seconds:.1} s); timing \
                  {n} deliveries …"
             );
-            phases::quiet(args).await;
-            let (s, deps) = (settings.clone(), rekey.deps.clone());
+            phases::quiet(self.args).await;
+            let (s, deps) = (self.settings.clone(), rekey.deps.clone());
             let sink_dir = sink.dir().to_path_buf();
-            let (rate, peak, after) = on(server, async move {
+            let (rate, peak, after) = on(self.server, async move {
                 drain_first(&s, &deps, &sink_dir, delivered_so_far, n).await
             })
             .await?;
             delivered_so_far = after;
-            drain_steps.push(DrainStep {
+            steps.push(DrainStep {
                 pending,
                 queue_seconds,
                 delivered: n,
@@ -343,15 +388,8 @@ async fn growth_steps(
                 peak_rss_mib: peak,
             });
         }
+        Ok(steps)
     }
-    Ok(GrowthReport {
-        database,
-        tenants: tenant_ids.len(),
-        measured_users: rekey.users.len(),
-        users: user_steps,
-        drain: drain_steps,
-        after_hashing: !args.skip_core,
-    })
 }
 
 /// `count` fillers numbered from `first`, split evenly over the tenants and in chunks:
@@ -976,6 +1014,49 @@ pub fn markdown(reports: &[GrowthReport], clients: usize, drain: usize) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn step(users: u64, ok: u64) -> UserStep {
+        let mut tally = crate::load::Tally::default();
+        tally.ok = ok;
+        let window = crate::load::Window::after(Duration::ZERO, Duration::from_secs(1));
+        UserStep {
+            users,
+            added: users,
+            seed_seconds: 1.0,
+            phase: Phase::new("(b)", 1, tally, window, report::Resources::default()),
+        }
+    }
+
+    fn drain(pending: u64, rate: f64) -> DrainStep {
+        DrainStep {
+            pending,
+            queue_seconds: 0.5,
+            delivered: 1000,
+            rate,
+            peak_rss_mib: Some(30.0),
+        }
+    }
+
+    #[test]
+    fn later_steps_are_judged_against_the_first() {
+        let report = GrowthReport {
+            database: "SQLite".to_owned(),
+            tenants: 10,
+            measured_users: 200,
+            users: vec![step(1000, 1000), step(100_000, 850), step(1_000_000, 700)],
+            drain: vec![drain(1000, 500.0), drain(100_000, 390.0)],
+            after_hashing: false,
+        };
+        let rows = rows(&report);
+        let results: Vec<&str> = rows.iter().map(|r| r[9].as_str()).collect();
+        assert_eq!(results, ["first", "PASS", "MISS", "first", "MISS"]);
+        assert_eq!(rows[1][7], "85 %");
+        assert_eq!(rows[4][7], "78 %");
+        assert_eq!(rows[4][1], "100000 pending, 1000 timed");
+        let text = text(&[report], 32, 1000);
+        assert!(text.contains("== growth: SQLite =="), "{text}");
+        assert!(!text.contains("after the (c) phases"), "{text}");
+    }
 
     #[test]
     fn fillers_are_spread_over_the_tenants_in_chunks() {
