@@ -58,6 +58,11 @@ impl Sink {
         Ok(Self { child, port, dir })
     }
 
+    /// Where the sink writes the messages it accepts (`1.eml`, `2.eml`, …).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The first message the sink accepted (as received), to replay byte for byte.
     fn first_message(&self) -> anyhow::Result<Vec<u8>> {
         let path: PathBuf = self.dir.path().join("1.eml");

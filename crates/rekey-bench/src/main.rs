@@ -9,10 +9,17 @@
 //! - (b) `PasswordReset` with `returnCode` (tenant-admin token), target ≥ 50 % of (a); the same
 //!   call over gRPC (h2c, tonic's client, `--grpc-connections` connections carrying all the
 //!   clients' streams), target ≥ 100 % of (b), and over Connect JSON (HTTP/1.1), for comparison;
+//! - (b-link) `PasswordReset` with `sendLink` (the message is sealed and queued too; no worker
+//!   runs, so it stays queued), target ≥ 40 % of (a);
 //! - (c) `SetPassword` set by an admin — one argon2id hash with the production parameters per
 //!   request — against the raw argon2id rate of as many threads as the hash pool has, target
 //!   ≥ 90 %;
 //! - (d) `/healthz` latency while (c) saturates the hash pool, target p99 < 20 ms.
+//!
+//! Every phase also reports the peak resident memory of this process during its window
+//! ([`rss`]; an upper bound of the server's, which runs in this process), target < 64 MiB under
+//! (b)'s load. `--growth` adds the growth run ([`growth`]): (b) as the database grows to a
+//! million users, and the outbox drain with many messages pending.
 //!
 //! Threads: the servers run on their own multi-threaded tokio runtime built like `rekey serve`'s
 //! (one worker per core, its blocking pool runs the hash jobs); the load generator runs on a
@@ -22,12 +29,14 @@
 //! The mail phases (e) and (f) are in [`mail`], the replica comparison (g) in [`replicas`].
 
 mod cpu;
+mod growth;
 mod load;
 mod mail;
 mod phases;
 mod raw_argon2;
 mod replicas;
 mod report;
+mod rss;
 mod servers;
 mod stats;
 
@@ -122,6 +131,27 @@ struct Args {
     /// Also run (g): two replicas on one PostgreSQL against one (needs PostgreSQL).
     #[arg(long)]
     replicas: bool,
+    /// Also run the growth phases, after the others, on a fresh database each (add
+    /// `--skip-core --skip-mail` to run only them): for each of --growth-steps, the database is
+    /// grown to that many users (bulk-inserted fillers over --growth-tenants tenants) and (b)
+    /// PasswordReset returnCode is measured again (same clients, same --users measured users);
+    /// then for each of --growth-pending, that many messages are made pending in the outbox and
+    /// the outbox worker's first --growth-drain deliveries to an SMTP sink are timed. Needs
+    /// python3 with aiosmtpd, like the mail phases.
+    #[arg(long)]
+    growth: bool,
+    /// Users in all at each growth step (measured users and a template user included).
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
+    growth_steps: Vec<u64>,
+    /// Tenants the growth run's users are spread over.
+    #[arg(long, default_value_t = 10)]
+    growth_tenants: usize,
+    /// Messages pending in the outbox at each drain step of the growth run.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    growth_pending: Vec<u64>,
+    /// Deliveries timed at each drain step of the growth run.
+    #[arg(long, default_value_t = 1000)]
+    growth_drain: usize,
     /// Also print a Markdown section for BENCHMARKS.md.
     #[arg(long)]
     markdown: bool,
@@ -153,6 +183,11 @@ fn run() -> anyhow::Result<()> {
     if args.skip_sqlite && args.skip_postgres {
         anyhow::bail!("nothing to do: both databases are skipped");
     }
+    let growth_args = if args.growth {
+        Some(growth::GrowthArgs::from(&args)?)
+    } else {
+        None
+    };
     let background_before = background_load();
     let scratch = tempfile::Builder::new()
         .prefix("rekey-bench-")
@@ -240,7 +275,7 @@ fn run() -> anyhow::Result<()> {
     } else {
         None
     };
-    let reports = load.block_on(async {
+    let mut reports = load.block_on(async {
         let mut reports = Vec::new();
         if args.skip_core {
             return anyhow::Ok(reports);
@@ -255,6 +290,16 @@ fn run() -> anyhow::Result<()> {
         }
         anyhow::Ok(reports)
     })?;
+    // The first database's (c) ran before the second's phases, in this process.
+    for report in reports.iter_mut().skip(1) {
+        report.after_hashing = true;
+    }
+    let growth_reports = match &growth_args {
+        Some(growth_args) => {
+            load.block_on(run_growth(&args, growth_args, &handle, scratch.path()))?
+        }
+        None => Vec::new(),
+    };
     load.shutdown_timeout(Duration::from_secs(5));
     server.shutdown_timeout(Duration::from_secs(5));
 
@@ -279,7 +324,70 @@ fn run() -> anyhow::Result<()> {
         println!();
         print!("{}", replicas::markdown(report));
     }
+    if !growth_reports.is_empty() {
+        print!(
+            "{}",
+            growth::text(&growth_reports, args.clients, args.growth_drain)
+        );
+        if args.markdown {
+            print!(
+                "{}",
+                growth::markdown(&growth_reports, args.clients, args.growth_drain)
+            );
+        }
+    }
     Ok(())
+}
+
+/// The growth run on each database, each on a fresh one.
+async fn run_growth(
+    args: &Args,
+    growth_args: &growth::GrowthArgs,
+    handle: &Handle,
+    scratch: &Path,
+) -> anyhow::Result<Vec<growth::GrowthReport>> {
+    let sink = if growth_args.pending.is_empty() {
+        None
+    } else {
+        Some(mail::Sink::start()?)
+    };
+    let mut reports = Vec::new();
+    if !args.skip_sqlite {
+        eprintln!("rekey-bench: growth, SQLite …");
+        let dir = scratch.join("growth-sqlite");
+        let url = format!("sqlite://{}", dir.join("rekey.db").display());
+        reports.push(
+            growth::bench_growth(
+                args,
+                growth_args,
+                handle,
+                &url,
+                &dir,
+                sink.as_ref(),
+                "SQLite".into(),
+            )
+            .await?,
+        );
+    }
+    if !args.skip_postgres {
+        eprintln!("rekey-bench: growth, PostgreSQL …");
+        let admin_url = args.postgres_url.clone();
+        let database = on(handle, async move { PgDatabase::create(&admin_url).await }).await?;
+        let dir = scratch.join("growth-postgres");
+        let result = growth::bench_growth(
+            args,
+            growth_args,
+            handle,
+            &database.url,
+            &dir,
+            sink.as_ref(),
+            "PostgreSQL".into(),
+        )
+        .await;
+        on(handle, async move { database.drop_database().await }).await?;
+        reports.push(result?);
+    }
+    Ok(reports)
 }
 
 /// Busy cores outside this process and PostgreSQL over one second: other work on the machine

@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 
 use crate::load::{self, Job, Prepared, Window};
 use crate::raw_argon2::{self, RawRate};
-use crate::report::{DbReport, Phase};
+use crate::report::{DbReport, Phase, Resources};
 use crate::servers::{self, CeilingDb, PgDatabase, RekeyServer, Running, Seeded};
 use crate::{cpu, on, Args};
 
@@ -27,6 +27,12 @@ use crate::{cpu, on, Args};
 const RESET_RPC: &str = "/zitadel.user.v2.UserService/PasswordReset";
 /// The body of (b); the ceiling receives the same bytes.
 pub const RESET_BODY: &str = r#"{"returnCode":{}}"#;
+/// The body of (b-link) (SPEC §3.1): the code is sent by email, so the message is sealed and
+/// queued in the same transaction.
+const RESET_LINK_BODY: &str = r#"{"sendLink":{"notificationType":"NOTIFICATION_TYPE_Email"}}"#;
+/// The per-user message limit of the bench's Rekey: (b-link) sends each user far more than the
+/// default 3 messages an hour; this never refuses during a run, and the counter is still written.
+pub const MESSAGES_PER_USER_PER_HOUR: u32 = 1_000_000;
 /// The body of (c): 12+ characters and not on the common-password list.
 const SET_PASSWORD_BODY: &str = r#"{"newPassword":{"password":"Bench-rekey-quartz-42"}}"#;
 
@@ -81,12 +87,13 @@ where
     F: std::future::Future<Output = anyhow::Result<CeilingDb>> + Send + 'static,
 {
     // Production defaults throughout (argon2id parameters, hash pool width and queue, limits);
-    // only where the data lives differs.
-    let settings = Settings {
+    // only where the data lives differs, and the per-user message limit (b-link) would hit.
+    let mut settings = Settings {
         database_url: Some(url.to_owned()),
         data_dir: data_dir.to_path_buf(),
         ..Settings::default()
     };
+    settings.limits.messages_per_user_per_hour = MESSAGES_PER_USER_PER_HOUR;
     let (tenants, users) = (args.tenants, args.users);
     let rekey = on(server, async move {
         servers::start_rekey(settings, tenants, users).await
@@ -163,6 +170,7 @@ impl Timing {
 struct Requests {
     ceiling: Prepared,
     reset: Vec<Vec<Prepared>>,
+    reset_link: Vec<Vec<Prepared>>,
     connect: Vec<Vec<Prepared>>,
     grpc: Vec<Vec<Job>>,
     in_process: Vec<Vec<Job>>,
@@ -188,7 +196,7 @@ async fn phases(
     let requests = prepare(args, rekey, ceiling, &client, hash_clients).await?;
 
     let rows_before = ceiling_db.rows().await?;
-    let [ceiling_phase, ceiling_direct, reset, reset_grpc, reset_connect, reset_direct] =
+    let [ceiling_phase, ceiling_direct, reset, reset_grpc, reset_connect, reset_direct, reset_link] =
         request_phases(args, server, &client, &requests, ceiling_db, timing).await?;
     let inserted = ceiling_db.rows().await? - rows_before;
     let answered = (ceiling_phase.tally.ok + ceiling_direct.tally.ok) as i64;
@@ -214,6 +222,7 @@ async fn phases(
         ceiling: ceiling_phase,
         ceiling_direct,
         reset,
+        reset_link,
         reset_direct,
         reset_grpc,
         reset_connect,
@@ -221,6 +230,7 @@ async fn phases(
         set_password,
         health_idle,
         health_loaded,
+        after_hashing: false,
     })
 }
 
@@ -234,13 +244,14 @@ async fn prepare(
     hash_clients: usize,
 ) -> anyhow::Result<Requests> {
     let ceiling_request = Prepared::post_json(ceiling.url("/ceiling")?, None, RESET_BODY)?;
-    let reset = |user: &Seeded| {
+    let reset = |user: &Seeded| reset_request(rekey, user);
+    let reset_link = |user: &Seeded| {
         Prepared::post_json(
             rekey
                 .running
                 .url(&format!("/v2/users/{}/password_reset", user.user_id))?,
             Some(&user.admin_token),
-            RESET_BODY,
+            RESET_LINK_BODY,
         )
     };
     let set_password = |user: &Seeded| {
@@ -258,6 +269,7 @@ async fn prepare(
     let first = rekey.users.first().context("no users were seeded")?;
     smoke(client, &ceiling_request, "\"id\"").await?;
     smoke(client, &reset(first)?, "\"verificationCode\"").await?;
+    smoke_link(client, &reset_link(first)?).await?;
     smoke(client, &reset_connect(first)?, "\"verificationCode\"").await?;
     let channels = grpc_channels(rekey, args.grpc_connections).await?;
     let grpc = grpc_plans(&rekey.users, args.clients, &channels)?;
@@ -268,6 +280,7 @@ async fn prepare(
     Ok(Requests {
         ceiling: ceiling_request,
         reset: partition(&rekey.users, args.clients, reset)?,
+        reset_link: partition(&rekey.users, args.clients, reset_link)?,
         connect: partition(&rekey.users, args.clients, reset_connect)?,
         grpc,
         in_process: partition(&rekey.users, args.clients, |user| reset_job(rekey, user))?,
@@ -308,7 +321,9 @@ impl Sliced {
     }
 }
 
-/// (a), (a'), (b), (b-gRPC), (b-Connect) and (b'), in that order, interleaved slice by slice.
+/// (a), (a'), (b), (b-gRPC), (b-Connect), (b') and (b-link), in that order, interleaved slice by
+/// slice. (b-link) comes last in each round: the messages it queues stay in the outbox (no
+/// worker runs), and the other phases of the round then see the same outbox as before.
 async fn request_phases(
     args: &Args,
     server: &Handle,
@@ -316,7 +331,7 @@ async fn request_phases(
     requests: &Requests,
     ceiling_db: &CeilingDb,
     timing: Timing,
-) -> anyhow::Result<[Phase; 6]> {
+) -> anyhow::Result<[Phase; 7]> {
     let db = ceiling_db.clone();
     let insert: Job = Arc::new(move || {
         let db = db.clone();
@@ -360,8 +375,13 @@ async fn request_phases(
             name: "(b') PasswordReset flow, no HTTP",
             drive: Drive::Jobs(server.clone(), requests.in_process.clone()),
         },
+        // (b-link) PasswordReset with sendLink: as (b), plus sealing and queueing the message
+        Sliced {
+            name: "(b-link) PasswordReset sendLink",
+            drive: Drive::Http(requests.reset_link.clone()),
+        },
     ];
-    let mut totals: [Option<Phase>; 6] = Default::default();
+    let mut totals: [Option<Phase>; 7] = Default::default();
     for round in 0..args.rounds {
         for (phase, total) in sliced.iter().zip(totals.iter_mut()) {
             quiet(args).await;
@@ -371,7 +391,7 @@ async fn request_phases(
             *total = Some(Phase::absorb(total.take(), slice));
         }
     }
-    let [a, a_direct, b, b_grpc, b_connect, b_direct] = totals;
+    let [a, a_direct, b, b_grpc, b_connect, b_direct, b_link] = totals;
     Ok([
         a.context("no rounds were run")?,
         a_direct.context("no rounds were run")?,
@@ -379,6 +399,7 @@ async fn request_phases(
         b_grpc.context("no rounds were run")?,
         b_connect.context("no rounds were run")?,
         b_direct.context("no rounds were run")?,
+        b_link.context("no rounds were run")?,
     ])
 }
 
@@ -394,7 +415,7 @@ async fn health_idle(
     let window = Window::after(timing.warmup, timing.length);
     let (idle, idle_cpu) = tokio::join!(
         load::open_loop(health_client, health.clone(), probe, window),
-        cpu_during(window)
+        resources_during(window)
     );
     Ok(Phase::new(
         "(d0) /healthz, idle",
@@ -426,7 +447,7 @@ async fn hash_phases(
         let (set, loaded, set_cpu) = tokio::join!(
             load::closed_loop(client, requests.set_password.clone(), window),
             load::open_loop(health_client, requests.health.clone(), probe, window),
-            cpu_during(window)
+            resources_during(window)
         );
         let phase = Phase::new(
             "(c) SetPassword admin (argon2id)",
@@ -566,7 +587,7 @@ async fn grpc_smoke(plans: &[Vec<Job>]) -> anyhow::Result<()> {
 
 /// Worker `w` of `workers` gets the users `i` with `i % workers == w`, so no two workers ever
 /// act on the same user (each request bumps the user's sequence under its row lock).
-fn partition<T>(
+pub fn partition<T>(
     users: &[Seeded],
     workers: usize,
     request: impl Fn(&Seeded) -> anyhow::Result<T>,
@@ -583,7 +604,7 @@ fn partition<T>(
         .collect()
 }
 
-async fn closed_phase(
+pub async fn closed_phase(
     name: &'static str,
     client: &reqwest::Client,
     plans: Vec<Vec<Prepared>>,
@@ -592,7 +613,10 @@ async fn closed_phase(
 ) -> anyhow::Result<Phase> {
     let clients = plans.len();
     let window = Window::after(warmup, length);
-    let (tally, usage) = tokio::join!(load::closed_loop(client, plans, window), cpu_during(window));
+    let (tally, usage) = tokio::join!(
+        load::closed_loop(client, plans, window),
+        resources_during(window)
+    );
     Ok(Phase::new(name, clients, tally?, window, usage))
 }
 
@@ -607,7 +631,7 @@ async fn jobs_phase(
     let window = Window::after(warmup, length);
     let (tally, usage) = tokio::join!(
         load::closed_loop_jobs(server, plans, window),
-        cpu_during(window)
+        resources_during(window)
     );
     Ok(Phase::new(name, clients, tally?, window, usage))
 }
@@ -621,7 +645,7 @@ async fn raw_rate(threads: usize, warmup: Duration, length: Duration) -> anyhow:
 }
 
 /// Waits until the machine's background load is below `--quiet-below` (if given).
-async fn quiet(args: &Args) {
+pub async fn quiet(args: &Args) {
     let Some(limit) = args.quiet_below else {
         return;
     };
@@ -650,11 +674,40 @@ async fn quiet(args: &Args) {
     }
 }
 
-async fn cpu_during(window: Window) -> cpu::Usage {
+/// CPU by group and the process's peak resident memory over `window`.
+pub async fn resources_during(window: Window) -> Resources {
     tokio::time::sleep_until(window.start.into()).await;
     let before = cpu::snapshot();
+    crate::rss::reset();
     tokio::time::sleep_until(window.end.into()).await;
-    cpu::since(&before)
+    Resources {
+        peak_rss_mib: crate::rss::peak_mib(),
+        cpu: cpu::since(&before),
+    }
+}
+
+/// (b-link) answers with its details and without a code (the code went into the outbox).
+async fn smoke_link(client: &reqwest::Client, request: &Prepared) -> anyhow::Result<()> {
+    smoke(client, request, "\"details\"").await?;
+    let (_, body) = request
+        .send(client)
+        .await
+        .context("smoke check of sendLink")?;
+    if String::from_utf8_lossy(&body).contains("verificationCode") {
+        anyhow::bail!("smoke check of sendLink: the answer carries a code");
+    }
+    Ok(())
+}
+
+/// (b): `PasswordReset` with `returnCode` over REST for `user`.
+pub fn reset_request(rekey: &RekeyServer, user: &Seeded) -> anyhow::Result<Prepared> {
+    Prepared::post_json(
+        rekey
+            .running
+            .url(&format!("/v2/users/{}/password_reset", user.user_id))?,
+        Some(&user.admin_token),
+        RESET_BODY,
+    )
 }
 
 async fn smoke(client: &reqwest::Client, request: &Prepared, expect: &str) -> anyhow::Result<()> {

@@ -18,6 +18,18 @@ const HASH_TARGET: f64 = 0.90;
 const GRPC_TARGET: f64 = 1.0;
 /// (d) p99 < 20 ms.
 const HEALTH_P99_TARGET: Duration = Duration::from_millis(20);
+/// (b-link) ≥ 40 % of (a).
+const RESET_LINK_TARGET: f64 = 0.40;
+/// The process's peak resident memory under (b)'s load < 64 MiB.
+const RESET_RSS_TARGET_MIB: f64 = 64.0;
+
+/// What a measured window cost: CPU by group, and this process's peak resident memory.
+#[derive(Clone, Debug, Default)]
+pub struct Resources {
+    pub cpu: Usage,
+    /// Peak `VmRSS` of the bench process during the window, MiB ([`crate::rss`]).
+    pub peak_rss_mib: Option<f64>,
+}
 
 pub struct Phase {
     pub name: &'static str,
@@ -25,6 +37,7 @@ pub struct Phase {
     pub tally: Tally,
     pub seconds: f64,
     pub cpu: Usage,
+    pub peak_rss_mib: Option<f64>,
 }
 
 impl Phase {
@@ -33,19 +46,20 @@ impl Phase {
         clients: usize,
         tally: Tally,
         window: Window,
-        cpu: Usage,
+        used: Resources,
     ) -> Self {
         Self {
             name,
             clients,
             tally,
             seconds: window.seconds(),
-            cpu,
+            cpu: used.cpu,
+            peak_rss_mib: used.peak_rss_mib,
         }
     }
 
     /// `next` added to `so_far` (slices of one phase): counts add up, latencies merge, CPU is
-    /// averaged over the time measured.
+    /// averaged over the time measured, the peak memory is the larger peak.
     pub fn absorb(so_far: Option<Phase>, next: Phase) -> Phase {
         let Some(before) = so_far else {
             return next;
@@ -69,6 +83,7 @@ impl Phase {
             tally: before.tally.combine(next.tally),
             seconds,
             cpu,
+            peak_rss_mib: max_mib(before.peak_rss_mib, next.peak_rss_mib),
         }
     }
 
@@ -94,12 +109,27 @@ impl Phase {
     }
 }
 
+/// The larger of two optional peaks.
+pub fn max_mib(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A peak resident size as the tables show it.
+pub fn mib(m: Option<f64>) -> String {
+    m.map_or_else(|| "–".to_owned(), |m| format!("{m:.1}"))
+}
+
 pub struct DbReport {
     pub database: String,
     pub hash_threads: usize,
     pub ceiling: Phase,
     pub ceiling_direct: Phase,
     pub reset: Phase,
+    /// (b) with `sendLink`: the message is sealed and queued too.
+    pub reset_link: Phase,
     pub reset_direct: Phase,
     /// (b) over gRPC (h2c, few connections, many streams) and over Connect JSON.
     pub reset_grpc: Phase,
@@ -109,6 +139,9 @@ pub struct DbReport {
     pub set_password: Phase,
     pub health_idle: Phase,
     pub health_loaded: Phase,
+    /// This process ran argon2id hashes (another database's (c)) before these phases: the
+    /// allocator keeps much of that memory, so the peak RSS says little about these phases.
+    pub after_hashing: bool,
 }
 
 pub struct Verdict {
@@ -132,6 +165,7 @@ impl Verdict {
 impl DbReport {
     pub fn verdicts(&self) -> Vec<Verdict> {
         let reset = ratio(self.reset.rate(), self.ceiling.rate());
+        let link = ratio(self.reset_link.rate(), self.ceiling.rate());
         let grpc = ratio(self.reset_grpc.rate(), self.reset.rate());
         let connect = ratio(self.reset_connect.rate(), self.reset.rate());
         let hash = ratio(self.set_password.rate(), self.raw.per_second());
@@ -142,6 +176,12 @@ impl DbReport {
                 value: format!("{:.1} %", reset * 100.0),
                 target: "≥ 50 %",
                 pass: Some(reset >= RESET_TARGET),
+            },
+            Verdict {
+                what: "(b-link) / (a): PasswordReset sendLink vs ceiling",
+                value: format!("{:.1} %", link * 100.0),
+                target: "≥ 40 %",
+                pass: Some(link >= RESET_LINK_TARGET),
             },
             Verdict {
                 what: "(b-gRPC) / (b): gRPC vs REST",
@@ -170,6 +210,21 @@ impl DbReport {
                     p99.is_some_and(|p| p < HEALTH_P99_TARGET)
                         && self.health_loaded.tally.errors == 0,
                 ),
+            },
+            Verdict {
+                what: "(b) peak RSS under PasswordReset load",
+                value: match (self.reset.peak_rss_mib, self.after_hashing) {
+                    (None, _) => "–".to_owned(),
+                    (Some(m), false) => format!("{m:.1} MiB"),
+                    (Some(m), true) => format!("{m:.1} MiB (after earlier hashing)"),
+                },
+                target: "< 64 MiB",
+                // Not judged after another database's hashing: run this database alone.
+                pass: self
+                    .reset
+                    .peak_rss_mib
+                    .filter(|_| !self.after_hashing)
+                    .map(|m| m < RESET_RSS_TARGET_MIB),
             },
         ]
     }
@@ -201,6 +256,16 @@ fn us(d: Option<Duration>) -> String {
 fn cores(c: Option<f64>) -> String {
     c.map_or_else(|| "–".to_owned(), |c| format!("{c:.2}"))
 }
+
+/// What the tables cannot say themselves.
+const NOTES: &str = "notes: peak RSS MiB is the peak VmRSS of the whole bench process during the \
+    measured window (sampled every 50 ms), an upper bound of the server's memory: the servers run \
+    in-process, so it also holds the load generator, the ceiling server, SQLite's page cache and \
+    the memory earlier phases left allocated (after argon2id hashing in (c), glibc keeps hundreds \
+    of MiB, so (b)'s verdict is judged only on the first database of a run: measure the other \
+    alone with --skip-sqlite); limits.messages_per_user_per_hour is raised to \
+    1000000 so (b-link) never hits the per-user message limit (its counter is still written); no \
+    outbox worker runs in (a)-(d), so (b-link)'s messages stay queued";
 
 /// Facts of the machine and the run.
 pub struct Machine {
@@ -273,6 +338,7 @@ impl Machine {
                 cores(self.background.0),
                 cores(self.background.1)
             ),
+            NOTES.to_owned(),
         ]
     }
 }
@@ -293,11 +359,12 @@ fn cpu_column(database: &str, usage: &Usage) -> String {
     )
 }
 
-fn phases(r: &DbReport) -> [&Phase; 9] {
+fn phases(r: &DbReport) -> [&Phase; 10] {
     [
         &r.ceiling,
         &r.ceiling_direct,
         &r.reset,
+        &r.reset_link,
         &r.reset_grpc,
         &r.reset_connect,
         &r.reset_direct,
@@ -329,7 +396,7 @@ const fn column(text: &'static str, markdown: &'static str, width: usize) -> Col
 }
 
 /// The phase table, written once: the plain and the Markdown report both render these.
-const COLUMNS: [Column; 11] = [
+const COLUMNS: [Column; 12] = [
     Column {
         left: true,
         gap: "",
@@ -358,11 +425,15 @@ const COLUMNS: [Column; 11] = [
         gap: "  ",
         ..column("db CPU/ok", "db CPU per ok", 9)
     },
+    Column {
+        gap: "  ",
+        ..column("peak RSS MiB", "peak RSS MiB", 12)
+    },
 ];
 
 /// One row of the phase table, and the first error to show under it in the plain report.
 struct Row {
-    cells: [String; 11],
+    cells: [String; 12],
     first_error: Option<String>,
 }
 
@@ -382,6 +453,7 @@ fn rows(r: &DbReport) -> Vec<Row> {
                 cpu_column(&r.database, &p.cpu),
                 us(p.server_cpu_per_request()),
                 us(p.db_cpu_per_request(&r.database)),
+                mib(p.peak_rss_mib),
             ],
             first_error: p.tally.first_error.clone(),
         })
@@ -440,7 +512,7 @@ pub fn text(machine: &Machine, reports: &[DbReport]) -> String {
         for v in r.verdicts() {
             let _ = writeln!(
                 out,
-                "  {:<42} {:>9}   target {:<8} {}",
+                "  {:<50} {:>9}   target {:<8} {}",
                 v.what,
                 v.value,
                 v.target,
@@ -471,7 +543,7 @@ pub fn markdown(machine: &Machine, reports: &[DbReport]) -> String {
         }
         let _ = writeln!(
             out,
-            "| raw argon2id, no HTTP, no DB ({} slice(s) around (c), {}) | {} thread(s) | {:.1} | {} (one hash) | | | | | | | |",
+            "| raw argon2id, no HTTP, no DB ({} slice(s) around (c), {}) | {} thread(s) | {:.1} | {} (one hash) | | | | | | | | |",
             r.raw.slices.len(),
             r.raw.spread(),
             r.raw.threads,
@@ -504,7 +576,7 @@ mod tests {
         assert_eq!(
             text_line(&COLUMNS.map(|c| c.text)),
             format!(
-                "{:<34} {:>7} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6}  {:>30}  {:>9}  {:>9}",
+                "{:<34} {:>7} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6}  {:>30}  {:>9}  {:>9}  {:>12}",
                 "phase",
                 "clients",
                 "ok/s",
@@ -515,16 +587,17 @@ mod tests {
                 "errors",
                 "CPU srv / load / db / bg",
                 "srv CPU/ok",
-                "db CPU/ok"
+                "db CPU/ok",
+                "peak RSS MiB"
             )
         );
         assert_eq!(
             markdown_line(&COLUMNS.map(|c| c.markdown)),
-            "| phase | clients | ok/s | p50 | p99 | max | 429 | errors | CPU cores: server / load / db / background | server CPU per ok | db CPU per ok |"
+            "| phase | clients | ok/s | p50 | p99 | max | 429 | errors | CPU cores: server / load / db / background | server CPU per ok | db CPU per ok | peak RSS MiB |"
         );
         assert_eq!(
             markdown_line(&COLUMNS.map(|c| if c.left { "---" } else { "---:" })),
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
     }
 }
