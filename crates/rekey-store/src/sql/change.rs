@@ -34,7 +34,12 @@ impl<DB: SqlBackend> SqlStore<DB> {
     pub(super) async fn write_change(&self, change: &UserChange) -> Result<i64, StoreError> {
         const OP: &str = "change user";
         let form = self.dialect.batch;
-        let batch = Batch::of(change, form)?;
+        if form == BatchForm::Statements {
+            if let Some(sequence) = self.write_in_one_call(change).await? {
+                return Ok(sequence);
+            }
+        }
+        let batch = Batch::of(change, form, false)?;
         let sql = batch.sql(form);
         if batch.commits_alone(form) {
             match Self::run_batch(&sql, batch, &self.writer).await {
@@ -51,10 +56,53 @@ impl<DB: SqlBackend> SqlStore<DB> {
                 Err(err) => return Err(err),
             }
         }
-        let batch = Batch::of(change, form)?;
+        let batch = Batch::of(change, form, false)?;
         let mut tx = self.begin_write(OP).await?;
         let result = self.lock_and_run(&mut tx, &sql, batch, change).await;
         Self::finish(OP, tx, result).await
+    }
+
+    /// SQLite: the whole change — `BEGIN IMMEDIATE`, the steps, the checks, `COMMIT` — as one
+    /// call of the writer connection's thread. Each call is a hand-off between threads; the
+    /// writer, SQLite's one, is the bottleneck, and three calls per change (begin, batch,
+    /// commit) kept it waiting for the caller between them while it held the write lock.
+    ///
+    /// The checks the caller would make after the batch ([`Outcome::check`], the guard) are
+    /// made inside it: each inserts a row that violates `change_guard`'s CHECK when its
+    /// condition fails, which stops the call before its `COMMIT`. Any failure is rolled back
+    /// and answered `None`: the caller then runs the change the transactional way, which
+    /// names the error exactly (failures are the rare path). It runs in a task of its own, so
+    /// a caller that goes away cannot leave the connection inside the transaction.
+    async fn write_in_one_call(&self, change: &UserChange) -> Result<Option<i64>, StoreError> {
+        const OP: &str = "change user";
+        let batch = Batch::of(change, BatchForm::Statements, true)?;
+        let sql = batch.sql(BatchForm::Statements);
+        let writer = self.writer.clone();
+        let call = tokio::spawn(async move {
+            let mut conn = writer.acquire().await?;
+            let rows = batch.bind(Self::query(&sql)).fetch_all(&mut *conn).await;
+            if rows.is_err() {
+                // Still inside the transaction unless BEGIN itself failed (then this fails
+                // with "no transaction is active", harmlessly). A connection that cannot
+                // roll back is closed, which ends its transaction.
+                if let Err(err) = Self::query("ROLLBACK").execute(&mut *conn).await {
+                    if !err.to_string().contains("no transaction is active") {
+                        tracing::warn!(op = OP, error = %err, "rollback failed; closing");
+                        conn.close().await?;
+                    }
+                }
+            }
+            rows
+        });
+        let rows = match call.await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(_)) => return Ok(None),
+            Err(err) => {
+                tracing::error!(op = OP, error = %err, "change task failed");
+                return Err(StoreError::Unavailable);
+            }
+        };
+        Ok(Self::outcome(&rows)?.sequence)
     }
 
     /// The batch inside a write transaction. PostgreSQL first locks the user's row in a
@@ -90,14 +138,19 @@ impl<DB: SqlBackend> SqlStore<DB> {
         batch: Batch,
         on: impl Into<On<'e, DB>>,
     ) -> Result<Outcome, StoreError> {
-        const OP: &str = "change user";
         let rows = batch
             .bind(Self::query(sql))
             .fetch_all(on)
             .await
             .map_err(change_error)?;
+        Self::outcome(&rows)
+    }
+
+    /// What the steps of a batch returned, from its `(k, v)` rows.
+    fn outcome(rows: &[DB::Row]) -> Result<Outcome, StoreError> {
+        const OP: &str = "change user";
         let mut outcome = Outcome::default();
-        for row in &rows {
+        for row in rows {
             let k: String = Self::get(row, "k")?;
             let v: i64 = Self::get(row, "v")?;
             match k.as_str() {
@@ -222,6 +275,8 @@ struct Step {
 struct Batch {
     params: Vec<Value>,
     steps: Vec<Step>,
+    /// Sent as one call with its own `BEGIN` and `COMMIT` (SQLite).
+    one_call: bool,
 }
 
 impl Batch {
@@ -240,6 +295,19 @@ impl Batch {
             returns,
             guarded: false,
         });
+    }
+
+    /// In a one-call batch, a check that stops the call (before its `COMMIT`) when
+    /// `failed` — a condition on the statement before, through `changes()`, or on the rows —
+    /// holds: the row it then inserts violates `change_guard`'s CHECK.
+    fn check(&mut self, failed: &str) {
+        if self.one_call {
+            self.step(
+                "check",
+                format!("INSERT INTO change_guard (must_hold) SELECT 0 WHERE {failed}"),
+                false,
+            );
+        }
     }
 
     /// A step that changes nothing unless the guarded update happened.
@@ -270,10 +338,14 @@ impl Batch {
     }
 
     /// The change's steps, in the order [`UserChange`] documents.
-    fn of(change: &UserChange, form: BatchForm) -> Result<Self, StoreError> {
+    ///
+    /// With `one_call` (SQLite), the checks a caller would make on the returned rows are
+    /// steps too, and [`Batch::sql`] wraps the steps in `BEGIN IMMEDIATE` … `COMMIT`.
+    fn of(change: &UserChange, form: BatchForm, one_call: bool) -> Result<Self, StoreError> {
         let mut b = Batch {
             params: Vec::new(),
             steps: Vec::new(),
+            one_call,
         };
         let t = b.p(Value::Text(change.tenant_id.as_str().to_owned()));
         let u = b.p(Value::Text(change.user_id.as_str().to_owned()));
@@ -295,6 +367,12 @@ impl Batch {
             let end = b.p(Value::Int(hit.window_end()));
             let sql = count_hit_sql(&key, &start, &end, "'hits' AS k, count AS v");
             b.step("r", sql, true);
+            if one_call {
+                let limit = b.p(Value::Int(i64::from(hit.limit)));
+                b.check(&format!(
+                    "EXISTS (SELECT 1 FROM rate_limits WHERE key = {key} AND count > {limit})"
+                ));
+            }
         }
 
         let mut code_steps = Vec::new();
@@ -309,6 +387,7 @@ impl Batch {
                 ),
                 true,
             );
+            b.check("changes() = 0");
             code_steps.push("c");
             Some(id)
         } else {
@@ -396,6 +475,8 @@ impl Batch {
             ),
             false,
         );
+        // The event is appended exactly when the guarded update happened.
+        b.check("changes() = 0");
 
         if change.revoke_user_tokens {
             b.guarded(
@@ -553,12 +634,19 @@ impl Batch {
     /// The statement text in the database's form.
     fn sql(&self, form: BatchForm) -> String {
         match form {
-            BatchForm::Statements => self
-                .steps
-                .iter()
-                .map(|s| s.sql.as_str())
-                .collect::<Vec<_>>()
-                .join(";\n"),
+            BatchForm::Statements => {
+                let steps = self
+                    .steps
+                    .iter()
+                    .map(|s| s.sql.as_str())
+                    .collect::<Vec<_>>()
+                    .join(";\n");
+                if self.one_call {
+                    format!("BEGIN IMMEDIATE;\n{steps};\nCOMMIT")
+                } else {
+                    steps
+                }
+            }
             BatchForm::Ctes => {
                 // A CTE sees only those before it: the guard, which the others read, first.
                 let (guard, rest): (Vec<&Step>, Vec<&Step>) =
@@ -600,3 +688,82 @@ impl Batch {
 
 /// The error text of a message whose user was deleted (and whose data was erased).
 const ERASED_ERROR: &str = "user deleted: personal data erased";
+
+#[cfg(test)]
+mod tests {
+    use rekey_core::domain::{TenantId, UserId, UserState};
+    use rekey_core::ports::store::{RateLimitHit, StoreError, TenantStore, UserChange, UserStore};
+    use rekey_testkit::fixtures::{self, epoch};
+
+    use crate::SqliteStore;
+
+    fn tenant_id(id: &str) -> TenantId {
+        TenantId::from_trusted(id.to_owned())
+    }
+
+    fn user_id(id: &str) -> UserId {
+        UserId::from_trusted(id.to_owned())
+    }
+
+    async fn store_with_ada(state: UserState) -> SqliteStore {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let event = fixtures::event("test").build();
+        store
+            .insert_tenant(&fixtures::tenant("t1").build(), &event)
+            .await
+            .unwrap();
+        store
+            .insert_user(&fixtures::user().state(state).build(), &event)
+            .await
+            .unwrap();
+        store
+    }
+
+    fn reset() -> UserChange {
+        let mut change = UserChange::new(
+            tenant_id("t1"),
+            user_id("u1"),
+            epoch(),
+            fixtures::event("user.password.code.added").build(),
+        );
+        change.require_state = vec![UserState::Initial, UserState::Active];
+        change.void_pending_codes = true;
+        change
+    }
+
+    /// The one-call path itself (its failures fall back to the transactional path, which the
+    /// conformance suite covers, so only this test shows that a good change commits in it).
+    #[tokio::test]
+    async fn sqlite_commits_a_good_change_in_one_call() {
+        let store = store_with_ada(UserState::Active).await;
+        assert_eq!(store.write_in_one_call(&reset()).await.unwrap(), Some(2));
+        let user = store.user(&tenant_id("t1"), &user_id("u1")).await.unwrap();
+        assert_eq!(user.map(|u| u.sequence), Some(2));
+    }
+
+    /// A failed check stops the call before its COMMIT: nothing is written, and the
+    /// connection is usable again (its transaction was rolled back).
+    #[tokio::test]
+    async fn sqlite_one_call_stops_at_a_failed_check_and_rolls_back() {
+        let store = store_with_ada(UserState::Locked).await;
+        assert_eq!(store.write_in_one_call(&reset()).await.unwrap(), None);
+
+        let active = store_with_ada(UserState::Active).await;
+        let mut limited = reset();
+        limited.rate_limit = Some(RateLimitHit {
+            key: "msg:t1:u1".to_owned(),
+            limit: 1,
+            window_secs: 3600,
+            at: epoch(),
+        });
+        assert_eq!(active.write_in_one_call(&limited).await.unwrap(), Some(2));
+        assert_eq!(active.write_in_one_call(&limited).await.unwrap(), None);
+        // The refused hit rolled back with the rest: the user and the counter are as after
+        // the first change, and the transactional path names the refusal.
+        let user = active.user(&tenant_id("t1"), &user_id("u1")).await.unwrap();
+        assert_eq!(user.map(|u| u.sequence), Some(2));
+        let err = active.change_user(&limited).await.unwrap_err();
+        assert!(matches!(err, StoreError::RateLimited { .. }), "{err:?}");
+        assert_eq!(active.write_in_one_call(&reset()).await.unwrap(), Some(3));
+    }
+}

@@ -26,14 +26,24 @@ async fn user_with_tenant_reads_both_within_the_tenant(fx: Fixture) {
         .expect("u2 is in t1");
     assert_eq!(
         found,
-        fx.store.user(&tid("t1"), &uid("u2")).await.unwrap().unwrap()
+        fx.store
+            .user(&tid("t1"), &uid("u2"))
+            .await
+            .unwrap()
+            .unwrap()
     );
-    assert_eq!(its_tenant, fx.store.tenant(&tid("t1")).await.unwrap().unwrap());
+    assert_eq!(
+        its_tenant,
+        fx.store.tenant(&tid("t1")).await.unwrap().unwrap()
+    );
     assert_eq!(its_tenant.cname.as_str(), "one.example");
     // Another tenant's user, an unknown user, an unknown tenant: nothing.
     for (tenant, id) in [("t2", "u2"), ("t1", "u3"), ("t1", "nobody"), ("t9", "u1")] {
         assert_eq!(
-            fx.store.user_with_tenant(&tid(tenant), &uid(id)).await.unwrap(),
+            fx.store
+                .user_with_tenant(&tid(tenant), &uid(id))
+                .await
+                .unwrap(),
             None,
             "{tenant}/{id}"
         );
