@@ -21,6 +21,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 static DIALECT: Dialect = Dialect {
     name: "postgres",
     begin_write: None,
+    lone_statement_commits: true,
     lock_user: Some("SELECT 1 AS locked FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE"),
     batch: BatchForm::Ctes,
     claim_lock: " FOR UPDATE SKIP LOCKED",

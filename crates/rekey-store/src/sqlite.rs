@@ -28,6 +28,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 static DIALECT: Dialect = Dialect {
     name: "sqlite",
     begin_write: Some("BEGIN IMMEDIATE"),
+    lone_statement_commits: false,
     lock_user: None,
     batch: BatchForm::Statements,
     claim_lock: "",

@@ -10,6 +10,12 @@ pub(crate) struct Dialect {
     /// front (waiting under `busy_timeout`) instead of failing with `SQLITE_BUSY` when a read
     /// transaction later tries to upgrade. PostgreSQL: plain `BEGIN` (READ COMMITTED + row locks).
     pub(crate) begin_write: Option<&'static str>,
+    /// Whether a write of one statement may run alone, as its own transaction. PostgreSQL:
+    /// yes (one round trip instead of three: BEGIN, the statement, COMMIT). SQLite: no — a
+    /// lone statement begins as a reader and upgrades, which can fail with `SQLITE_BUSY_SNAPSHOT`
+    /// (not retried under `busy_timeout`) when another process wrote in between;
+    /// `BEGIN IMMEDIATE` takes the write lock first.
+    pub(crate) lone_statement_commits: bool,
     /// Locks the user's row at the start of a user change's transaction where the database has
     /// row locks (`FOR UPDATE`); SQLite's write transaction already excludes other writers.
     pub(crate) lock_user: Option<&'static str>,

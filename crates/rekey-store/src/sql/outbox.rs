@@ -51,13 +51,21 @@ impl<DB: SqlBackend> SqlStore<DB> {
         Ok(())
     }
 
-    /// Runs one `UPDATE outbox … RETURNING id` in a write transaction; whether it changed a
+    /// Runs one `UPDATE outbox … RETURNING id` as a write (alone where the database lets a lone
+    /// statement be its own transaction, else in a write transaction); whether it changed a
     /// row (its `WHERE` names the state the change starts from, so a lost race is `false`).
     async fn update_outbox<'q>(
         &self,
         op: &'static str,
         query: Stmt<'q, DB>,
     ) -> Result<bool, StoreError> {
+        if self.dialect.lone_statement_commits {
+            return query
+                .fetch_all(&self.writer)
+                .await
+                .map(|rows| !rows.is_empty())
+                .map_err(|e| db_error(op, e));
+        }
         let mut tx = self.begin_write(op).await?;
         let result = query
             .fetch_all(&mut *tx)
