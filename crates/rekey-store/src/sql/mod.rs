@@ -165,6 +165,25 @@ impl<DB: SqlBackend> SqlStore<DB> {
         }
     }
 
+    /// Runs one write statement and returns its rows: alone where the database makes a lone
+    /// statement its own transaction (PostgreSQL: one round trip instead of three), else in a
+    /// write transaction ([`Dialect::lone_statement_commits`]).
+    async fn write_statement(
+        &self,
+        op: &'static str,
+        query: Stmt<'_, DB>,
+    ) -> Result<Vec<DB::Row>, StoreError> {
+        if self.dialect.lone_statement_commits {
+            return query
+                .fetch_all(&self.writer)
+                .await
+                .map_err(|e| db_error(op, e));
+        }
+        let mut tx = self.begin_write(op).await?;
+        let result = query.fetch_all(&mut *tx).await.map_err(|e| db_error(op, e));
+        Self::finish(op, tx, result).await
+    }
+
     /// Runs one bounded batch delete in its own write transaction: `sql` deletes at most `$2`
     /// rows older than `$1` (oldest first, through a keyed subquery: `DELETE … LIMIT` is not
     /// portable) and returns a column per deleted row. Small batches never hold SQLite's

@@ -51,28 +51,16 @@ impl<DB: SqlBackend> SqlStore<DB> {
         Ok(())
     }
 
-    /// Runs one `UPDATE outbox … RETURNING id` as a write (alone where the database lets a lone
-    /// statement be its own transaction, else in a write transaction); whether it changed a
+    /// Runs one `UPDATE outbox … RETURNING id` ([`SqlStore::write_statement`]); whether it changed a
     /// row (its `WHERE` names the state the change starts from, so a lost race is `false`).
     async fn update_outbox<'q>(
         &self,
         op: &'static str,
         query: Stmt<'q, DB>,
     ) -> Result<bool, StoreError> {
-        if self.dialect.lone_statement_commits {
-            return query
-                .fetch_all(&self.writer)
-                .await
-                .map(|rows| !rows.is_empty())
-                .map_err(|e| db_error(op, e));
-        }
-        let mut tx = self.begin_write(op).await?;
-        let result = query
-            .fetch_all(&mut *tx)
+        self.write_statement(op, query)
             .await
             .map(|rows| !rows.is_empty())
-            .map_err(|e| db_error(op, e));
-        Self::finish(op, tx, result).await
     }
 }
 
@@ -255,9 +243,7 @@ impl<DB: SqlBackend> OutboxStore for SqlStore<DB> {
         for channel in channels {
             query = query.bind(channel.as_str().to_owned());
         }
-        let mut tx = self.begin_write(OP).await?;
-        let result = query.fetch_all(&mut *tx).await.map_err(|e| db_error(OP, e));
-        let rows = Self::finish(OP, tx, result).await?;
+        let rows = self.write_statement(OP, query).await?;
         let mut claimed = rows
             .iter()
             .map(Self::decode::<OutboxRow, OutboxMessage>)
