@@ -163,6 +163,15 @@ impl<S: TokenStore> TokenStore for Bounded<S> {
             .await
     }
 
+    async fn token_with_user(
+        &self,
+        hash: &[u8; 32],
+        user_id: &UserId,
+    ) -> Result<Option<(ApiToken, Option<(User, Tenant)>)>, StoreError> {
+        self.run("token with user", self.inner.token_with_user(hash, user_id))
+            .await
+    }
+
     async fn count_tokens(&self) -> Result<u64, StoreError> {
         self.run("count tokens", self.inner.count_tokens()).await
     }

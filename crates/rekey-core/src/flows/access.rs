@@ -60,6 +60,24 @@ pub(crate) fn not_admin(principal: &Principal) -> bool {
     matches!(principal.role, Role::User { .. })
 }
 
+/// The user a user v2 call may act on, of the one found in the principal's tenant (a system
+/// principal's: the user's own): the caller themself or, for an admin, any live user there.
+/// Anything else looks exactly like a user that does not exist.
+fn visible_target(
+    principal: &Principal,
+    user_id: &UserId,
+    found: Option<(User, Tenant)>,
+) -> Result<(User, Tenant), Error> {
+    let visible = match &principal.role {
+        Role::System | Role::TenantAdmin(_) => found,
+        Role::User { user_id: me, .. } if me == user_id => found,
+        Role::User { .. } => None,
+    };
+    visible
+        .filter(|(user, _)| user.state != UserState::Deleted)
+        .ok_or_else(Error::user_not_found)
+}
+
 impl Rekey {
     /// The principal of a bearer/API token; unknown, revoked or expired → UNAUTHENTICATED,
     /// alike. One token read; the token's last use is written at most once a minute, off
@@ -147,9 +165,33 @@ impl Rekey {
             Some(tenant) => self.store.user_with_tenant(&tenant, user_id).await?,
             None => None,
         };
-        found
-            .filter(|(user, _)| user.state != UserState::Deleted)
-            .ok_or_else(Error::user_not_found)
+        visible_target(principal, user_id, found)
+    }
+
+    /// [`Rekey::authenticate`] and [`Rekey::target_user_with_tenant`] in one read: the token,
+    /// and the user it names in the token's tenant (for a system token, in the user's) with
+    /// that tenant. The same answers, in the same order: an unknown, revoked or expired token
+    /// is UNAUTHENTICATED before anything about the user is looked at.
+    pub(crate) async fn authenticate_with_target(
+        &self,
+        secret: &SecretString,
+        user_id: &UserId,
+    ) -> Result<(Principal, Result<(User, Tenant), Error>), Error> {
+        let hash = token_hash(secret.expose_secret());
+        let now = self.now();
+        let (token, found) = self
+            .store
+            .token_with_user(&hash, user_id)
+            .await?
+            .filter(|(token, _)| token.status(now) == TokenStatus::Active)
+            .ok_or_else(Error::unauthenticated)?;
+        self.record_token_use(&token, now).await;
+        let principal = Principal {
+            token_id: token.id,
+            role: token.role,
+        };
+        let target = visible_target(&principal, user_id, found);
+        Ok((principal, target))
     }
 
     /// A user of the organization in context (management v1 API): `org` is the one the call

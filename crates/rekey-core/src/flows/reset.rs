@@ -55,7 +55,39 @@ impl Rekey {
         delivery: Delivery,
     ) -> Result<ResetIssued, Error> {
         let principal = caller.principal()?;
-        let (user, tenant) = self.target_user_with_tenant(principal, user_id).await?;
+        let target = self.target_user_with_tenant(principal, user_id).await;
+        self.reset_target(caller, target, delivery).await
+    }
+
+    /// [`Rekey::request_password_reset`] for a caller known by its token: the token is
+    /// checked in the same read that finds the user and its tenant (one round trip instead of
+    /// two), with the same answers in the same order. `caller` carries the request's address
+    /// and id; its principal is the token's.
+    pub async fn request_password_reset_with_token(
+        &self,
+        token: &SecretString,
+        caller: Caller,
+        user_id: &UserId,
+        delivery: Delivery,
+    ) -> Result<ResetIssued, Error> {
+        let (principal, target) = self.authenticate_with_target(token, user_id).await?;
+        let caller = Caller {
+            principal: Some(principal),
+            ..caller
+        };
+        self.reset_target(&caller, target, delivery).await
+    }
+
+    /// The reset of the user the caller's principal may see (`target`): a user may not have
+    /// its own code returned.
+    async fn reset_target(
+        &self,
+        caller: &Caller,
+        target: Result<(User, Tenant), Error>,
+        delivery: Delivery,
+    ) -> Result<ResetIssued, Error> {
+        let principal = caller.principal()?;
+        let (user, tenant) = target?;
         if matches!(delivery, Delivery::ReturnCode) && matches!(principal.role, Role::User { .. }) {
             return Err(Error::permission_denied());
         }

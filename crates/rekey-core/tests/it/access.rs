@@ -279,3 +279,111 @@ async fn no_principal_is_unauthenticated_everywhere_but_the_code_path() {
         .await
         .unwrap();
 }
+
+/// The faces' reset path checks the token in the read that finds the user: its answers are
+/// the answers of `authenticate` followed by `request_password_reset`, for every kind of
+/// token (system, own and other tenant's admin, the user, another user, unknown, revoked,
+/// expired) and every kind of target (own tenant, other tenant, locked, unknown).
+#[tokio::test]
+async fn a_reset_by_token_answers_as_authenticate_then_reset() {
+    use rekey_core::domain::Role;
+
+    let f = Fixture::new().await;
+    let ada = f.add_user(&f.t1, "ada@acme.test").await;
+    let bob = f.add_user(&f.t1, "bob@acme.test").await;
+    let eve = f.add_user(&f.t2, "eve@acme.test").await;
+    let locked = f.add_user(&f.t1, "locked@acme.test").await;
+    f.rekey
+        .transition_user(&f.admin1, &locked.id, Transition::Lock)
+        .await
+        .unwrap();
+    let unknown = UserId::parse(UNKNOWN_ID).unwrap();
+
+    let (system, _) = f.token(Role::System).await;
+    let (admin1, _) = f.token(Role::TenantAdmin(f.t1.id.clone())).await;
+    let (admin2, _) = f.token(Role::TenantAdmin(f.t2.id.clone())).await;
+    let (as_ada, _) = f.user_token(&ada).await;
+    let revoked = f.rekey.create_token(Role::System).await.unwrap();
+    f.rekey
+        .revoke_token("test", revoked.token.id.as_str())
+        .await
+        .unwrap();
+    let expiring = f
+        .rekey
+        .create_token_expiring(Role::System, Some(chrono::Duration::minutes(5)))
+        .await
+        .unwrap();
+    f.advance(chrono::Duration::minutes(10));
+    let nobody = SecretString::from("rk_not-a-token".to_owned());
+
+    let secrets = [
+        ("system", &system),
+        ("admin of t1", &admin1),
+        ("admin of t2", &admin2),
+        ("ada herself", &as_ada),
+        ("revoked", &revoked.secret),
+        ("expired", &expiring.secret),
+        ("unknown", &nobody),
+    ];
+    let targets = [
+        ("ada", &ada.id),
+        ("bob", &bob.id),
+        ("eve", &eve.id),
+        ("locked", &locked.id),
+        ("unknown", &unknown),
+    ];
+    let mut successes = 0;
+    for (who, secret) in secrets {
+        for (whom, id) in targets {
+            // A link to ada too, by ada's token only (the per-user message limit is 3 an hour).
+            let link = Delivery::Send {
+                channel: Channel::Email,
+                url_template: None,
+            };
+            let deliveries = if who == "ada herself" {
+                vec![Delivery::ReturnCode, link]
+            } else {
+                vec![Delivery::ReturnCode]
+            };
+            for delivery in deliveries {
+                f.tick();
+                let old = match f.rekey.authenticate(secret).await {
+                    Ok(principal) => {
+                        let caller = Caller {
+                            principal: Some(principal),
+                            ..Fixture::anonymous()
+                        };
+                        f.rekey
+                            .request_password_reset(&caller, id, delivery.clone())
+                            .await
+                    }
+                    Err(err) => Err(err),
+                };
+                f.tick();
+                let new = f
+                    .rekey
+                    .request_password_reset_with_token(
+                        secret,
+                        Fixture::anonymous(),
+                        id,
+                        delivery.clone(),
+                    )
+                    .await;
+                let case = format!("{who} → {whom}, {delivery:?}");
+                match (old, new) {
+                    (Ok(old), Ok(new)) => {
+                        assert_eq!(old.code.is_some(), new.code.is_some(), "{case}");
+                        assert_eq!(new.details.sequence, old.details.sequence + 1, "{case}");
+                        successes += 1;
+                    }
+                    (Err(old), Err(new)) => {
+                        assert_eq!((old.kind, old.id), (new.kind, new.id), "{case}");
+                    }
+                    (old, new) => panic!("{case}: {old:?} / {new:?}"),
+                }
+            }
+        }
+    }
+    // system: ada, bob, eve; admin of t1: ada, bob; admin of t2: eve; ada: herself by link.
+    assert_eq!(successes, 3 + 2 + 1 + 1);
+}

@@ -18,7 +18,9 @@ use sqlx::{
     Sqlite, Type,
 };
 
-use super::rows::{CodeRow, EventRow, JoinedTenantRow, OutboxRow, TenantRow, TokenRow, UserRow};
+use super::rows::{
+    CodeRow, EventRow, JoinedTenantRow, JoinedTokenRow, OutboxRow, TenantRow, TokenRow, UserRow,
+};
 
 /// An sqlx database the store runs on: it binds and decodes the portable column types (BIGINT,
 /// BOOLEAN, TEXT, bytes), runs statements on a connection or a pool, and reads the row structs.
@@ -33,10 +35,12 @@ pub trait SqlBackend:
     + Binds<Option<String>>
     + Decodes<i64>
     + Decodes<String>
+    + Decodes<Option<String>>
     + Reads<TenantRow>
     + Reads<JoinedTenantRow>
     + Reads<UserRow>
     + Reads<TokenRow>
+    + Reads<JoinedTokenRow>
     + Reads<CodeRow>
     + Reads<EventRow>
     + Reads<OutboxRow>

@@ -20,9 +20,25 @@ pub(super) const JOINED_TENANT_COLUMNS: &str = "t.id AS t_id, t.name AS t_name, 
     t.cname AS t_cname, t.settings AS t_settings, t.creation_date AS t_creation_date, \
     t.change_date AS t_change_date";
 
+/// [`TOKEN_COLUMNS`] of `api_tokens k` joined to a user's row, renamed apart from its columns.
+pub(super) const JOINED_TOKEN_COLUMNS: &str = "k.token_hash AS k_token_hash, k.id AS k_id, \
+    k.role AS k_role, k.tenant_id AS k_tenant_id, k.user_id AS k_user_id, \
+    k.created_at AS k_created_at, k.revoked_at AS k_revoked_at, k.expires_at AS k_expires_at, \
+    k.last_used_at AS k_last_used_at";
+
 pub(super) const USER_COLUMNS: &str = "tenant_id, id, username, email, email_verified, phone, \
     phone_verified, first_name, last_name, display_name, preferred_language, state, \
     password_hash, password_change_required, sequence, creation_date, change_date";
+
+/// [`USER_COLUMNS`] of `users u` in a join, under their own names.
+pub(super) static JOINED_USER_COLUMNS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        USER_COLUMNS
+            .split(',')
+            .map(|c| format!("u.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
 
 pub(super) const TOKEN_COLUMNS: &str =
     "token_hash, id, role, tenant_id, user_id, created_at, revoked_at, expires_at, last_used_at";
@@ -149,6 +165,38 @@ pub struct TokenRow {
     revoked_at: Option<i64>,
     expires_at: Option<i64>,
     last_used_at: Option<i64>,
+}
+
+/// [`JOINED_TOKEN_COLUMNS`]: a [`TokenRow`] read beside a user's columns.
+#[derive(sqlx::FromRow)]
+pub struct JoinedTokenRow {
+    k_token_hash: Vec<u8>,
+    k_id: String,
+    k_role: String,
+    k_tenant_id: Option<String>,
+    k_user_id: Option<String>,
+    k_created_at: i64,
+    k_revoked_at: Option<i64>,
+    k_expires_at: Option<i64>,
+    k_last_used_at: Option<i64>,
+}
+
+impl TryFrom<JoinedTokenRow> for ApiToken {
+    type Error = StoreError;
+
+    fn try_from(row: JoinedTokenRow) -> Result<Self, StoreError> {
+        ApiToken::try_from(TokenRow {
+            token_hash: row.k_token_hash,
+            id: row.k_id,
+            role: row.k_role,
+            tenant_id: row.k_tenant_id,
+            user_id: row.k_user_id,
+            created_at: row.k_created_at,
+            revoked_at: row.k_revoked_at,
+            expires_at: row.k_expires_at,
+            last_used_at: row.k_last_used_at,
+        })
+    }
 }
 
 impl TryFrom<TokenRow> for ApiToken {

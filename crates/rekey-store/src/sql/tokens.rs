@@ -1,16 +1,37 @@
 //! [`TokenStore`] on SQL: API tokens, found by the SHA-256 of their secret (a global table),
 //! listed and revoked by id, and their last use recorded by a conditional write.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rekey_core::domain::{ApiToken, NewEvent, Role, TenantId, TokenId};
+use rekey_core::domain::{ApiToken, NewEvent, Role, Tenant, TenantId, TokenId, User, UserId};
 use rekey_core::ports::store::{StoreError, TokenStore, INSTANCE_EVENTS};
 
 use super::backend::SqlBackend;
-use super::rows::{TokenRow, TOKEN_COLUMNS};
+use super::rows::{
+    JoinedTenantRow, JoinedTokenRow, TokenRow, UserRow, JOINED_TENANT_COLUMNS,
+    JOINED_TOKEN_COLUMNS, JOINED_USER_COLUMNS, TOKEN_COLUMNS,
+};
 use super::SqlStore;
 use crate::codec::{micros, to_u64};
 use crate::error::{db_error, unique_as};
+
+/// A live token by its hash, and the user `$2` in the token's tenant — for a system token (no
+/// tenant), in the tenant the user index names — with that tenant. Token, user and tenant
+/// columns are named apart ([`JOINED_TOKEN_COLUMNS`], [`USER_COLUMNS`] as they are,
+/// [`JOINED_TENANT_COLUMNS`]).
+static TOKEN_WITH_USER: LazyLock<String> = LazyLock::new(|| {
+    let user_columns = &*JOINED_USER_COLUMNS;
+    format!(
+        "SELECT {JOINED_TOKEN_COLUMNS}, {user_columns}, {JOINED_TENANT_COLUMNS} \
+         FROM api_tokens k \
+         LEFT JOIN users u ON u.id = $2 AND u.tenant_id = COALESCE(k.tenant_id, \
+             (SELECT i.tenant_id FROM user_index i WHERE i.user_id = $2)) \
+         LEFT JOIN tenants t ON t.id = u.tenant_id \
+         WHERE k.token_hash = $1 AND k.revoked_at IS NULL"
+    )
+});
 
 #[async_trait]
 impl<DB: SqlBackend> TokenStore for SqlStore<DB> {
@@ -57,6 +78,33 @@ impl<DB: SqlBackend> TokenStore for SqlStore<DB> {
         row.as_ref()
             .map(Self::decode::<TokenRow, ApiToken>)
             .transpose()
+    }
+
+    async fn token_with_user(
+        &self,
+        hash: &[u8; 32],
+        user_id: &UserId,
+    ) -> Result<Option<(ApiToken, Option<(User, Tenant)>)>, StoreError> {
+        let row = Self::query(&TOKEN_WITH_USER)
+            .bind(hash.to_vec())
+            .bind(user_id.as_str().to_owned())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| db_error("token with user", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let token = Self::decode::<JoinedTokenRow, ApiToken>(&row)?;
+        // The user's columns are NULL when the join found no user.
+        let found: Option<String> = Self::get(&row, "id")?;
+        let target = match found {
+            Some(_) => Some((
+                Self::decode::<UserRow, User>(&row)?,
+                Self::decode::<JoinedTenantRow, Tenant>(&row)?,
+            )),
+            None => None,
+        };
+        Ok(Some((token, target)))
     }
 
     async fn count_tokens(&self) -> Result<u64, StoreError> {

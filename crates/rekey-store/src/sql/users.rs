@@ -13,7 +13,9 @@ use rekey_core::ports::store::{
 
 use super::backend::SqlBackend;
 use super::dialect::Dialect;
-use super::rows::{JoinedTenantRow, UserRow, JOINED_TENANT_COLUMNS, USER_COLUMNS};
+use super::rows::{
+    JoinedTenantRow, UserRow, JOINED_TENANT_COLUMNS, JOINED_USER_COLUMNS, USER_COLUMNS,
+};
 use super::SqlStore;
 use crate::codec::{json_text, micros, to_i64, to_u64, truncate};
 use crate::error::{
@@ -237,11 +239,7 @@ impl<DB: SqlBackend> UserStore for SqlStore<DB> {
 /// A user's row and its tenant's: the user's columns as named in [`USER_COLUMNS`], the
 /// tenant's as [`JOINED_TENANT_COLUMNS`] names them.
 static USER_WITH_TENANT: LazyLock<String> = LazyLock::new(|| {
-    let user_columns = USER_COLUMNS
-        .split(',')
-        .map(|c| format!("u.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let user_columns = &*JOINED_USER_COLUMNS;
     format!(
         "SELECT {user_columns}, {JOINED_TENANT_COLUMNS} \
          FROM users u JOIN tenants t ON t.id = u.tenant_id \

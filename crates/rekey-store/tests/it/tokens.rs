@@ -13,7 +13,80 @@ rekey_testkit::both_dbs!(
     tokens_listed_all_or_by_tenant_oldest_first,
     revoking_writes_the_token_and_its_event_once,
     last_use_is_written_only_when_stale,
+    token_with_user_finds_the_user_in_the_tokens_tenant,
 );
+
+/// The token and, in the same read, the user it names: in the token's tenant (a system
+/// token's: the user's own), with that tenant; a revoked token is not found at all.
+async fn token_with_user_finds_the_user_in_the_tokens_tenant(fx: Fixture) {
+    seed(&fx).await;
+    let system = token("sys", 1, Role::System);
+    let admin1 = token("adm1", 2, Role::TenantAdmin(tid("t1")));
+    let self_u2 = token(
+        "me",
+        3,
+        Role::User {
+            tenant_id: tid("t1"),
+            user_id: uid("u2"),
+        },
+    );
+    for tk in [&system, &admin1, &self_u2] {
+        fx.store.insert_token(tk).await.unwrap();
+    }
+    let found = |hash: u8, user: &'static str| {
+        let store = fx.store.clone();
+        async move {
+            store
+                .token_with_user(&[hash; 32], &uid(user))
+                .await
+                .unwrap()
+                .map(|(tk, target)| {
+                    (
+                        tk.id.to_string(),
+                        target.map(|(u, t)| (u.id.to_string(), t.id.to_string())),
+                    )
+                })
+        }
+    };
+    let some = |tk: &str, user: &str, tenant: &str| {
+        Some((tk.to_owned(), Some((user.to_owned(), tenant.to_owned()))))
+    };
+    // System: any tenant's user, through the user index.
+    assert_eq!(found(1, "u3").await, some("sys", "u3", "t2"));
+    assert_eq!(found(1, "u1").await, some("sys", "u1", "t1"));
+    // Tenant admin of t1: t1's users only; t2's user is not there.
+    assert_eq!(found(2, "u2").await, some("adm1", "u2", "t1"));
+    assert_eq!(found(2, "u3").await, Some(("adm1".to_owned(), None)));
+    // A user's token reads in its tenant (whether it may act is the flow's rule).
+    assert_eq!(found(3, "u1").await, some("me", "u1", "t1"));
+    assert_eq!(found(3, "u3").await, Some(("me".to_owned(), None)));
+    // Unknown user, unknown token.
+    assert_eq!(found(1, "nobody").await, Some(("sys".to_owned(), None)));
+    assert_eq!(found(9, "u1").await, None);
+    // The whole user and tenant records come back as their own reads give them.
+    let (_, target) = fx
+        .store
+        .token_with_user(&[2; 32], &uid("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (user, tenant) = target.unwrap();
+    assert_eq!(
+        user,
+        fx.store
+            .user(&tid("t1"), &uid("u1"))
+            .await
+            .unwrap()
+            .unwrap()
+    );
+    assert_eq!(tenant, fx.store.tenant(&tid("t1")).await.unwrap().unwrap());
+    // Revoked: not found.
+    fx.store
+        .revoke_token(&admin1.id, t(5), &event("token.revoked"))
+        .await
+        .unwrap();
+    assert_eq!(found(2, "u2").await, None);
+}
 
 async fn tokens_round_trip(fx: Fixture) {
     seed(&fx).await;

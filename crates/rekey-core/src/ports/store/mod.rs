@@ -137,6 +137,15 @@ pub trait TokenStore: Send + Sync {
     /// The token with this SHA-256, unless revoked (an expired one is returned: the flow
     /// decides by its clock).
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>, StoreError>;
+    /// [`TokenStore::token_by_hash`] and, in the same read, the user `user_id` names with its
+    /// tenant — the user in the token's tenant (a system token's: the tenant the user index
+    /// names) — when there is one. Whether the token may act on that user is the caller's
+    /// rule; this only saves the round trips.
+    async fn token_with_user(
+        &self,
+        hash: &[u8; 32],
+        user_id: &UserId,
+    ) -> Result<Option<(ApiToken, Option<(User, Tenant)>)>, StoreError>;
     async fn count_tokens(&self) -> Result<u64, StoreError>;
     /// Every token, revoked and expired ones included, oldest first; with `tenant`, only the
     /// tokens of that tenant (its admins' and its users').
