@@ -69,9 +69,10 @@ impl<DB: SqlBackend> SqlStore<DB> {
     ///
     /// The checks the caller would make after the batch ([`Outcome::check`], the guard) are
     /// made inside it: each inserts a row that violates `change_guard`'s CHECK when its
-    /// condition fails, which stops the call before its `COMMIT`. Any failure is rolled back
-    /// and answered `None`: the caller then runs the change the transactional way, which
-    /// names the error exactly (failures are the rare path). It runs in a task of its own, so
+    /// condition fails, which stops the call before its `COMMIT`. Every failure is rolled back;
+    /// a failed check is answered `None`, and the caller runs the change the transactional way,
+    /// which names the refusal exactly (refusals are the rare path); any other error is the
+    /// change's error. It runs in a task of its own, so
     /// a caller that goes away cannot leave the connection inside the transaction.
     async fn write_in_one_call(&self, change: &UserChange) -> Result<Option<i64>, StoreError> {
         const OP: &str = "change user";
@@ -96,7 +97,11 @@ impl<DB: SqlBackend> SqlStore<DB> {
         });
         let rows = match call.await {
             Ok(Ok(rows)) => rows,
-            Ok(Err(_)) => return Ok(None),
+            // A check stopped it: the transactional way names the refusal.
+            Ok(Err(err)) if violation_mentions(&err, "change_guard") => return Ok(None),
+            // Anything else (the write lock not granted within the busy timeout, a conflict)
+            // would fail the same way again: answer it now.
+            Ok(Err(err)) => return Err(change_error(err)),
             Err(err) => {
                 tracing::error!(op = OP, error = %err, "change task failed");
                 return Err(StoreError::Unavailable);
@@ -765,5 +770,41 @@ mod tests {
         let err = active.change_user(&limited).await.unwrap_err();
         assert!(matches!(err, StoreError::RateLimited { .. }), "{err:?}");
         assert_eq!(active.write_in_one_call(&reset()).await.unwrap(), Some(3));
+    }
+
+    /// Any other failure is the change's own error, answered at once: with the write lock
+    /// held elsewhere, the caller hears "unavailable" after one busy timeout, not two (the
+    /// transactional way would wait for the same lock again).
+    #[tokio::test]
+    async fn sqlite_one_call_answers_a_held_write_lock_itself() {
+        use sqlx::{Connection, Executor};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rekey.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let event = fixtures::event("test").build();
+        store
+            .insert_tenant(&fixtures::tenant("t1").build(), &event)
+            .await
+            .unwrap();
+        store
+            .insert_user(&fixtures::user().build(), &event)
+            .await
+            .unwrap();
+        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        other.execute("BEGIN IMMEDIATE").await.unwrap();
+
+        let started = std::time::Instant::now();
+        let err = store.write_in_one_call(&reset()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable), "{err:?}");
+        assert!(
+            started.elapsed() < crate::sqlite::BUSY_TIMEOUT * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        other.execute("ROLLBACK").await.unwrap();
+        assert_eq!(store.write_in_one_call(&reset()).await.unwrap(), Some(2));
     }
 }
