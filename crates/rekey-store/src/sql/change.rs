@@ -740,10 +740,36 @@ mod tests {
     /// conformance suite covers, so only this test shows that a good change commits in it).
     #[tokio::test]
     async fn sqlite_commits_a_good_change_in_one_call() {
+        use rekey_core::domain::{CodeId, CodeKind};
+        use rekey_core::ports::store::{CodeStore, NewResetCode};
+
         let store = store_with_ada(UserState::Active).await;
         assert_eq!(store.write_in_one_call(&reset()).await.unwrap(), Some(2));
         let user = store.user(&tenant_id("t1"), &user_id("u1")).await.unwrap();
         assert_eq!(user.map(|u| u.sequence), Some(2));
+
+        // A new code, then its consumption: the consume's check reads `changes()` after an
+        // `UPDATE … RETURNING`.
+        let code_id = CodeId::from_trusted("c1".to_owned());
+        let mut issue = reset();
+        issue.new_code = Some(NewResetCode {
+            id: code_id.clone(),
+            key_id: "k1".to_owned(),
+            mac: vec![7; 32],
+            kind: CodeKind::Reset,
+            expires_at: epoch() + chrono::Duration::hours(1),
+        });
+        assert_eq!(store.write_in_one_call(&issue).await.unwrap(), Some(3));
+        let mut consume = reset();
+        consume.consume_code = Some(code_id.clone());
+        assert_eq!(store.write_in_one_call(&consume).await.unwrap(), Some(4));
+        let pending = store
+            .pending_code(&tenant_id("t1"), &user_id("u1"))
+            .await
+            .unwrap();
+        assert!(pending.is_none());
+        // Consumed once: the second time the check stops the call.
+        assert_eq!(store.write_in_one_call(&consume).await.unwrap(), None);
     }
 
     /// A failed check stops the call before its COMMIT: nothing is written, and the
