@@ -1,5 +1,7 @@
 //! The transaction of a [`UserChange`]: every write of one flow step for one user, sent to the
-//! database as **one** statement text between `BEGIN` and `COMMIT`.
+//! database as **one** statement text — on SQLite with its own `BEGIN IMMEDIATE` and `COMMIT`
+//! (one call of the writer's thread), on PostgreSQL alone when it guards itself, else between
+//! `BEGIN` and `COMMIT`.
 //!
 //! A change used to be up to ten round trips (state read, rate limit, consume, void, insert
 //! code, update user, revoke, event, messages, each awaited in turn while SQLite's one writer
@@ -72,8 +74,8 @@ impl<DB: SqlBackend> SqlStore<DB> {
     /// condition fails, which stops the call before its `COMMIT`. Every failure is rolled back;
     /// a failed check is answered `None`, and the caller runs the change the transactional way,
     /// which names the refusal exactly (refusals are the rare path); any other error is the
-    /// change's error. It runs in a task of its own, so
-    /// a caller that goes away cannot leave the connection inside the transaction.
+    /// change's error. It runs in a task of its own, so a caller that goes away cannot leave
+    /// the connection inside the transaction.
     async fn write_in_one_call(&self, change: &UserChange) -> Result<Option<i64>, StoreError> {
         const OP: &str = "change user";
         let batch = Batch::of(change, BatchForm::Statements, true)?;
